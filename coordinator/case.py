@@ -1,0 +1,147 @@
+"""Case data: the plain numbers every formulation block and simulator reads.
+
+Units everywhere: MW, MVAr, MWh, hours, $/MWh. ADN impedances are per unit on a 1 MVA base, so
+per-unit power equals MW and ``l`` (squared current) is in MVA^2 per unit of squared voltage.
+Arrays indexed by period have shape (T,) or (T, n).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Generator:
+    """TN generator with cost alpha*p^2 + beta*p ($/h); name is "ext_grid" or "gen<pandapower index>"."""
+
+    name: str
+    bus: int
+    pmin: float
+    pmax: float
+    alpha: float
+    beta: float
+
+
+@dataclass(frozen=True)
+class TNLine:
+    name: str
+    from_bus: int
+    to_bus: int
+    b_mw_per_rad: float  # baseMVA / x_pu
+    fmax: float
+
+
+@dataclass
+class TransmissionNetwork:
+    """DC-OPF data of the TN; ``base_load`` is the nominal load per bus, scaled per period by ``load_scale``."""
+
+    case: str
+    buses: list[int]
+    ref_bus: int
+    lines: list[TNLine]
+    gens: list[Generator]
+    base_load: dict[int, float]
+    load_scale: np.ndarray  # (T,)
+
+    def demand(self, t: int) -> dict[int, float]:
+        return {n: d * float(self.load_scale[t]) for n, d in self.base_load.items()}
+
+
+@dataclass(frozen=True)
+class Branch:
+    """Radial ADN branch from parent ``i`` to child ``j`` (per unit on 1 MVA)."""
+
+    i: int
+    j: int
+    r: float
+    x: float
+    smax: float | None = None  # MVA at 1 p.u. voltage; ampacity l <= smax^2
+
+
+@dataclass(frozen=True)
+class Bess:
+    bus: int
+    pmax: float  # MW, charge and discharge
+    emax: float  # MWh usable maximum
+    emin: float  # MWh minimum
+    e0: float  # MWh initial energy
+    eta_c: float = 0.95
+    eta_d: float = 0.95
+
+
+@dataclass
+class DistributionNetwork:
+    """One ADN: a radial feeder with its root (bus 0) at the PCC on TN bus ``tn_bus``."""
+
+    name: str
+    tn_bus: int
+    buses: list[int]
+    branches: list[Branch]
+    load_p: np.ndarray  # (T, n_bus) MW
+    load_q: np.ndarray  # (T, n_bus) MVAr
+    pv_bus: list[int]
+    pv_peak: list[float]  # MW
+    pv_avail: np.ndarray  # (T, n_pv) MW
+    bess: list[Bess]
+    prosumers: list[int]  # buses whose owner trades P2P (PV owners)
+    vmin: float = 0.9
+    vmax: float = 1.1
+    pcc_limit: float = 10.0  # MW, substation transformer
+    root: int = 0
+
+    def children(self) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {b: [] for b in self.buses}
+        for br in self.branches:
+            out[br.i].append(br.j)
+        return out
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Leader cost coefficients ($/MWh); tariff prices are used only in price mode ``tariff``."""
+
+    c_tn_imp: float = 1.0
+    c_tn_exp: float = 1.0
+    c_wheel: float = 0.5
+    c_ret: float = 2.0
+    c_p2p: float = 0.1
+    c_deg: float = 0.5
+    c_curt: float = 1.0
+    c_loss: float = 0.5
+    tariff_import: tuple[float, ...] = ()  # per period, for price mode "tariff"
+    tariff_export: tuple[float, ...] = ()
+    price_cap: float = 1000.0  # $/MWh: bound on every follower multiplier (big-M on the dual side)
+
+
+@dataclass
+class Case:
+    tn: TransmissionNetwork
+    adns: list[DistributionNetwork]
+    periods: int
+    step_hours: float
+    prices: Prices = field(default_factory=Prices)
+    price_mode: str = "lmp"  # "lmp" | "tariff"
+    inter_adn_p2p: bool = True
+    start_hour: float = 0.0
+
+    def validate(self) -> None:
+        """Shape checks that catch a mis-built case before a solver sees it."""
+        t = self.periods
+        if self.tn.load_scale.shape != (t,):
+            raise ValueError(f"tn.load_scale has shape {self.tn.load_scale.shape}, expected ({t},)")
+        for a in self.adns:
+            n = len(a.buses)
+            for name in ("load_p", "load_q"):
+                arr = getattr(a, name)
+                if arr.shape != (t, n):
+                    raise ValueError(f"{a.name}.{name} has shape {arr.shape}, expected ({t}, {n})")
+            if a.pv_avail.shape != (t, len(a.pv_bus)):
+                raise ValueError(f"{a.name}.pv_avail has shape {a.pv_avail.shape}, expected ({t}, {len(a.pv_bus)})")
+            if a.tn_bus not in self.tn.buses:
+                raise ValueError(f"{a.name}.tn_bus={a.tn_bus} is not a TN bus")
+        if self.price_mode == "tariff":
+            for name in ("tariff_import", "tariff_export"):
+                if len(getattr(self.prices, name)) != t:
+                    raise ValueError(f"prices.{name} needs {t} values for price mode 'tariff'")
