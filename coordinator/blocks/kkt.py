@@ -42,7 +42,7 @@ def add_kkt(b: pyo.Block, qp: FollowerQP, periods: range, rhs_eq: RhsEq, strateg
 
     def row_expr(a, i, t):
         lo, hi = a.indptr[i], a.indptr[i + 1]
-        return sum(float(v) * b.x[int(j), t] for j, v in zip(a.indices[lo:hi], a.data[lo:hi]))
+        return sum(float(v) * b.x[int(j), t] for j, v in zip(a.indices[lo:hi], a.data[lo:hi], strict=True))
 
     b.primal_eq = pyo.Constraint(b.E, b.T, rule=lambda _, i, t: row_expr(a_eq, i, t) == rhs_eq(i, t))
     b.primal_in = pyo.Constraint(b.I, b.T, rule=lambda _, k, t: b.s[k, t] == qp.b_in[k] - row_expr(a_in, k, t))
@@ -51,7 +51,7 @@ def add_kkt(b: pyo.Block, qp: FollowerQP, periods: range, rhs_eq: RhsEq, strateg
 
     def col_terms(a, j):
         lo, hi = a.indptr[j], a.indptr[j + 1]
-        return zip(a.indices[lo:hi], a.data[lo:hi])
+        return zip(a.indices[lo:hi], a.data[lo:hi], strict=True)
 
     def stationarity(_, j, t):
         return (qp.q[j] * b.x[j, t] + qp.c[j]
@@ -78,5 +78,6 @@ def follower_payment(b: pyo.Block, qp: FollowerQP, t: int, demand: Callable[[int
 def check_dual_bounds(b: pyo.Block, dual_bound: float, tol: float = 1e-6) -> list[str]:
     """Names of multipliers that sit at the dual big-M (the M would then have cut the true optimum)."""
     hits = [f"mu[{k},{t}]" for (k, t) in b.mu if pyo.value(b.mu[k, t]) >= dual_bound * (1 - tol)]
-    hits += [f"lam[{i},{t}]" for (i, t) in b.lam if b.lam[i, t].has_ub() and abs(pyo.value(b.lam[i, t])) >= dual_bound * (1 - tol)]
+    hits += [f"lam[{i},{t}]" for (i, t) in b.lam
+             if b.lam[i, t].has_ub() and abs(pyo.value(b.lam[i, t])) >= dual_bound * (1 - tol)]
     return hits
