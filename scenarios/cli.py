@@ -1,0 +1,155 @@
+"""``tsodso``: the command line. Each sub-command is a thin layer over the library; errors exit with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from coordinator.solvers import STRATEGIES
+from coordinator.solvers.base import SolveOptions, SolverUnavailable
+
+DEFAULT_SCENARIO = "ieee30_5adn"
+console = Console(stderr=True)
+
+
+class UsageError(Exception):
+    """A user mistake we can name: printed without a traceback, exit code 2."""
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def add_solver_arguments(p: argparse.ArgumentParser) -> None:
+    from coordinator.blocks.complementarity import STRATEGIES as COMPLEMENTARITY
+
+    p.add_argument("--solver", default=default_solver(), choices=sorted(STRATEGIES),
+                   help="solve strategy (default: %(default)s; 'gurobi' needs a full licence)")
+    p.add_argument("--complementarity", default="bigm", choices=sorted(COMPLEMENTARITY),
+                   help="how the follower's complementarity is enforced (default: %(default)s)")
+    p.add_argument("--time-limit", type=_positive(float), default=600.0, metavar="S",
+                   help="seconds per solve (default: %(default)s); the best incumbent is kept when it is hit")
+    p.add_argument("--mip-gap", type=_non_negative_float, default=1e-3, metavar="G",
+                   help="relative optimality gap to stop at (default: %(default)s)")
+
+
+def default_solver() -> str:
+    return "fast" if "fast" in STRATEGIES else "scip"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tsodso", description=(
+        "DSO-led TSO-DSO coordination: solve the bilevel MISOCP once (solve) or run the mosaik co-simulation (run)."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("solve", help="one optimisation over a horizon, no co-simulation; prints a summary, writes JSON")
+    s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
+                   help="scenario YAML file or name of a shipped scenario (default: %(default)s)")
+    s.add_argument("--periods", type=_positive(int), help="horizon length in steps (default: the scenario's)")
+    s.add_argument("--start-hour", type=_non_negative_float, help="first hour of the horizon (default: scenario's)")
+    s.add_argument("--step", choices=["1h", "15min"], help="time step (default: the scenario's)")
+    s.add_argument("--scheme", default="dso-led", choices=["dso-led"], help="coordination scheme")
+    s.add_argument("--price-mode", choices=["lmp", "tariff"], help="energy price at the PCC (default: scenario's)")
+    s.add_argument("--output", type=Path, default=Path("result.json"), help="JSON result file (default: %(default)s)")
+    s.add_argument("--no-ac-check", action="store_true", help="skip the pandapower AC check of every ADN and period")
+    add_solver_arguments(s)
+    s.set_defaults(func=cmd_solve)
+    return parser
+
+
+def load_case(args: argparse.Namespace):
+    from scenarios.config import ScenarioError, build_case, load_scenario
+
+    try:
+        cfg = load_scenario(args.scenario)
+        if args.price_mode:
+            cfg = _with(cfg, price_mode=args.price_mode)
+        step_minutes = {"1h": 60, "15min": 15}[args.step] if args.step else None
+        return cfg, build_case(cfg, periods=args.periods, start_hour=args.start_hour, step_minutes=step_minutes)
+    except (ScenarioError, FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _with(cfg, **changes):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **changes)
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from coordinator.dso_led import Formulation
+    from coordinator.session import PlanningSession
+
+    _, case = load_case(args)
+    options = SolveOptions(solver=args.solver, time_limit=args.time_limit, mip_gap=args.mip_gap)
+    console.print(f"[bold]tsodso solve[/]: {len(case.adns)} ADNs x {case.periods} periods of {case.step_hours} h, "
+                  f"scheme {args.scheme}, solver {args.solver}, price mode {case.price_mode}")
+    session = PlanningSession(case, Formulation(complementarity=args.complementarity), options)
+    with console.status("solving..."):
+        result = session.solve(case, ac_periods=[] if args.no_ac_check else None)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=1, allow_nan=True))
+    print_summary(result)
+    console.print(f"result written to [bold]{args.output}[/]")
+    return 0 if result["status"] in ("optimal", "feasible") else 1
+
+
+def print_summary(result: dict) -> None:
+    table = Table(title=f"{result['scheme']} — {result['status']}", show_header=False)
+    gap = result.get("mip_gap")
+    size = result["model"]
+    rows = [("objective ($)", _fmt(result.get("objective"))), ("gap", _fmt(gap, ".2e")),
+            ("solver", result["solver"]), ("build / solve time (s)",
+                                            f"{result['build_time_s']:.2f} / {result['solve_time_s']:.2f}"),
+            ("model", f"{size['variables']} vars, {size['binaries']} binaries, {size['constraints']} cons, "
+                      f"{size['cones']} cones")]
+    if result.get("message"):
+        rows.append(("note", result["message"]))
+    for key, value in result.get("kpis", {}).items():
+        rows.append((key, _fmt(value)))
+    for key, value in result.get("checks", {}).items():
+        rows.append((f"check: {key}", _fmt(value, ".2e")))
+    for key, value in rows:
+        table.add_row(key, value)
+    Console().print(table)
+
+
+def _fmt(value, spec: str = ".4g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, SolverUnavailable) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
