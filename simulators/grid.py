@@ -103,7 +103,8 @@ class PhysicalGrid:
     """AC model of 1 TN + N ADNs (see module docstring for the coupling); pure Python, no mosaik inside.
 
     ``tn_factory`` defaults to ``pandapower.networks.<case.tn.case>`` (e.g. ``case30``); ``adn_factory`` to
-    ``case33bw``. ADN bus positions in ``adn.buses`` map to the factory net's buses in index order. Before any input,
+    ``case33bw``; each factory is called once per process and its net deep-copied (loading pandapower's JSON cases
+    costs ~0.5 s). ADN bus positions in ``adn.buses`` map to the factory net's buses in index order. Before any input,
     ADN withdrawals are the case's period-0 loads, the load scale is ``case.tn.load_scale[0]`` and generators keep
     the setpoints of the shipped net.
     """
