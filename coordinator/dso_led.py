@@ -16,15 +16,26 @@ from coordinator.blocks.distflow import add_distflow
 from coordinator.blocks.kkt import add_kkt, follower_payment
 from coordinator.blocks.pcc import add_pcc
 from coordinator.case import Case
+from coordinator.parametric import AffineFollower, affine_follower, pcc_range, withdrawal_box
 
 PRICE_MODES = ("lmp", "tariff")
 
 
+FOLLOWERS = ("kkt", "auto")
+
+
 @dataclass(frozen=True)
 class Formulation:
-    """Choices that change the model, not the answer."""
+    """Choices that change the model, not the answer.
+
+    ``follower``: ``kkt`` keeps the follower's KKT block in every period; ``auto`` replaces it by the certified
+    affine solution map where the active set provably cannot change (``coordinator.parametric``) and keeps KKT
+    elsewhere. ``loss_allowance`` bounds each PCC withdrawal (see ``parametric.pcc_range``) in both.
+    """
 
     complementarity: str = "bigm"
+    follower: str = "kkt"
+    loss_allowance: float = 0.15
 
 
 def add_adns(m: pyo.Block, case: Case) -> None:
@@ -86,31 +97,101 @@ def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.C
     case.validate()
     if case.price_mode not in PRICE_MODES:
         raise ValueError(f"price_mode {case.price_mode!r} is not one of {PRICE_MODES}")
+    if formulation.follower not in FOLLOWERS:
+        raise ValueError(f"follower {formulation.follower!r} is not one of {FOLLOWERS}")
     m = pyo.ConcreteModel(name="dso_led")
     m.T = pyo.Set(initialize=range(case.periods), ordered=True)
     add_adns(m, case)
+    add_pcc_box(m, case, formulation.loss_allowance)
     add_tn_demand(m, case)
     qp = dcopf_qp(case.tn)
+    m.qp = qp
+    affine = {}
+    if formulation.follower == "auto":
+        for t in range(case.periods):
+            lo, hi = withdrawal_box(case, t, formulation.loss_allowance)
+            found = affine_follower(qp, case.tn.demand(t), lo, hi)
+            if found is not None:
+                affine[t] = found
+    kkt_periods = [t for t in range(case.periods) if t not in affine]
     m.follower = pyo.Block()
-    add_kkt(m.follower, qp, range(case.periods), balance_rhs(m, case, qp), formulation.complementarity,
+    add_kkt(m.follower, qp, kkt_periods, balance_rhs(m, case, qp), formulation.complementarity,
             case.prices.price_cap)
+    add_follower_views(m, case, qp, affine)
 
     def energy_payment(_, t):
-        if case.price_mode == "lmp":
-            return follower_payment(m.follower, qp, t, lambda n: m.tn_demand[n, t])
-        return tariff_payment(m, case, t)
+        if case.price_mode == "tariff":
+            return tariff_payment(m, case, t)
+        if t in affine:
+            return affine_payment(m, case, affine[t], t)
+        return follower_payment(m.follower, qp, t, lambda n: m.tn_demand[n, t])
 
     m.energy_payment = pyo.Expression(m.T, rule=energy_payment)
     m.dso_cost = pyo.Expression(m.T, rule=lambda _, t: m.energy_payment[t]
                                 + sum(dso_operating_cost(m, case, a, t) for a in m.pcc.A))
     m.objective = pyo.Objective(expr=case.step_hours * sum(m.dso_cost[t] for t in m.T), sense=pyo.minimize)
-    m.qp = qp
     m.scheme = "dso-led"
+    m.affine_periods = sorted(affine)
     return m
 
 
-def set_case_data(m: pyo.ConcreteModel, case: Case) -> None:
-    """Refresh every time-varying Param from ``case`` (same structure as the case the model was built from)."""
+def add_pcc_box(m: pyo.Block, case: Case, loss_allowance: float) -> None:
+    """Reachable range of each PCC withdrawal (data-derived; the affine follower is certified on this box)."""
+    m.pcc_lo = pyo.Param(m.pcc.A, m.T, mutable=True, initialize=0.0)
+    m.pcc_hi = pyo.Param(m.pcc.A, m.T, mutable=True, initialize=0.0)
+    set_pcc_box(m, case, loss_allowance)
+    m.pcc_box = pyo.Constraint(m.pcc.A, m.T, rule=lambda _, a, t: pyo.inequality(
+        m.pcc_lo[a, t], m.adn[a].net.pcc_p[t], m.pcc_hi[a, t]))
+
+
+def set_pcc_box(m: pyo.Block, case: Case, loss_allowance: float) -> None:
+    for a, adn in enumerate(case.adns):
+        for t in range(case.periods):
+            m.pcc_lo[a, t], m.pcc_hi[a, t] = pcc_range(adn, t, loss_allowance)
+
+
+def add_follower_views(m: pyo.Block, case: Case, qp: FollowerQP, affine: dict[int, AffineFollower]) -> None:
+    """``m.tn_x[j, t]`` and ``m.lmp[n, t]`` read the follower the same way whichever form each period has."""
+
+    def w_vector(t, buses):
+        return [pcc_withdrawal_at(m, case, n, t) for n in buses]
+
+    def tn_x(_, j, t):
+        if t not in affine:
+            return m.follower.x[j, t]
+        af = affine[t]
+        return float(af.x0[j]) + sum(float(af.S[j, i]) * w for i, w in enumerate(w_vector(t, af.buses)) if af.S[j, i])
+
+    def lmp(_, n, t):
+        row = qp.balance_row[n]
+        if t not in affine:
+            return m.follower.lam[row, t]
+        af = affine[t]
+        return float(af.lam0[row]) + sum(float(af.L[row, i]) * w for i, w in enumerate(w_vector(t, af.buses))
+                                         if af.L[row, i])
+
+    m.tn_x = pyo.Expression(range(qp.n_var), m.T, rule=tn_x)
+    m.lmp = pyo.Expression(case.tn.buses, m.T, rule=lmp)
+
+
+def affine_payment(m: pyo.Block, case: Case, af: AffineFollower, t: int):
+    """``lam(W)'W`` with the certified affine prices: linear plus a convex quadratic (symmetrised L)."""
+    rows = [m.qp.balance_row[n] for n in af.buses]
+    lin = af.lam0[rows]
+    quad = af.L[rows]
+    quad = 0.5 * (quad + quad.T)
+    w = [pcc_withdrawal_at(m, case, n, t) for n in af.buses]
+    k = len(w)
+    return (sum(float(lin[i]) * w[i] for i in range(k))
+            + sum(float(quad[i, j]) * w[i] * w[j] for i in range(k) for j in range(k) if quad[i, j]))
+
+
+def set_case_data(m: pyo.ConcreteModel, case: Case, formulation: Formulation) -> None:
+    """Refresh every time-varying Param from ``case`` (same structure as the case the model was built from).
+
+    Only valid for ``follower="kkt"``: the affine follower is certified for one case's data and is rebuilt.
+    """
     for a, adn in enumerate(case.adns):
         set_adn_data(m.adn[a].der, adn)
     set_tn_data(m, case)
+    set_pcc_box(m, case, formulation.loss_allowance)

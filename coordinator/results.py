@@ -58,11 +58,11 @@ def adn_result(m: pyo.ConcreteModel, case: Case, a: int) -> dict:
 
 
 def tn_result(m: pyo.ConcreteModel, case: Case) -> dict:
-    qp, f = m.qp, m.follower
+    qp = m.qp
     T = list(m.T)
-    gen_mw = {_gen_key(g.name): [float(pyo.value(f.x[qp.gen_col[k], t])) for t in T]
+    gen_mw = {_gen_key(g.name): [float(pyo.value(m.tn_x[qp.gen_col[k], t])) for t in T]
               for k, g in enumerate(case.tn.gens)}
-    lmp = {str(n): [float(pyo.value(f.lam[row, t])) for t in T] for n, row in qp.balance_row.items()}
+    lmp = {str(n): [float(pyo.value(m.lmp[n, t])) for t in T] for n in case.tn.buses}
     cost = sum(g.alpha * p**2 + g.beta * p for g, ps in zip(case.tn.gens, gen_mw.values(), strict=True) for p in ps)
     return {"case": case.tn.case, "load_scale": [float(x) for x in case.tn.load_scale], "gen_mw": gen_mw,
             "lmp": lmp, "generation_cost": cost * case.step_hours}

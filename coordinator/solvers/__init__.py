@@ -7,9 +7,11 @@ from collections.abc import Callable
 import pyomo.environ as pyo
 
 from coordinator.solvers.base import SolveOptions, SolveReport, SolverUnavailable
+from coordinator.solvers.bnb import solve_fast
 from coordinator.solvers.mip import solve_gurobi, solve_scip
 
 STRATEGIES: dict[str, Callable[[pyo.ConcreteModel, SolveOptions], SolveReport]] = {
+    "fast": solve_fast,
     "scip": solve_scip,
     "gurobi": solve_gurobi,
 }

@@ -1,0 +1,125 @@
+"""The ``fast`` strategy: branch and bound over the binaries with Clarabel solving every node's SOCP.
+
+Why not SCIP: on this model SCIP's time goes into LP relaxations of the cones (root-node stalls of 100k+ simplex
+iterations), while an interior-point conic solver solves the same continuous problem in about a second. With the
+follower's KKT block replaced by its certified affine map (``Formulation(follower="auto")``) the leaders'
+binaries are almost always integral in the relaxation already (simultaneous charge/discharge or buy/sell costs
+money), so the root relaxation plus a rounding dive usually closes the gap; best-first branching on the most
+fractional binary handles the rest. The bound is the smallest open node's relaxation, so the reported gap is a
+proof up to the conic solver's tolerance (1e-8).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+
+import numpy as np
+import pyomo.environ as pyo
+
+from coordinator.solvers.base import ERROR, FEASIBLE, INFEASIBLE, NO_SOLUTION, OPTIMAL, SolveOptions, SolveReport
+from coordinator.solvers.conic import ConicForm
+
+INT_TOL = 1e-5
+
+
+def solve_fast(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
+    start = time.perf_counter()
+    deadline = start + (options.time_limit if options.time_limit is not None else float("inf"))
+    form = ConicForm(model)
+    ints = np.flatnonzero(form.integer)
+    best_x, best_obj = None, np.inf
+    counter = itertools.count()
+
+    root = form.solve(form.lb, form.ub)
+    if root.status == "infeasible":
+        return _report(INFEASIBLE, None, None, start, "the continuous relaxation is infeasible")
+    if root.status != "optimal":
+        return _report(ERROR, None, None, start, "Clarabel failed on the root relaxation")
+    heap = [(root.objective, next(counter), form.lb.copy(), form.ub.copy(), root.x)]
+    nodes = 0
+    closed_bound = np.inf  # relaxation values of nodes closed by the gap test: still part of the proven bound
+    while heap and time.perf_counter() < deadline:
+        bound = heap[0][0]
+        if best_x is not None and _gap(best_obj, bound) <= options.mip_gap:
+            break
+        node_obj, _, lb, ub, x = heapq.heappop(heap)
+        if node_obj >= best_obj:
+            continue
+        nodes += 1
+        frac = np.abs(x[ints] - np.round(x[ints]))
+        if frac.max(initial=0.0) <= INT_TOL:
+            best_x, best_obj = x, node_obj
+            continue
+        rounded, conflict = _implied_rounding(form, ints, x)
+        trial_lb, trial_ub = lb.copy(), ub.copy()
+        trial_lb[ints] = trial_ub[ints] = np.clip(rounded, lb[ints], ub[ints])
+        trial = form.solve(trial_lb, trial_ub)
+        if trial.status == "optimal" and trial.objective < best_obj:
+            best_x, best_obj = trial.x, trial.objective
+            if _gap(best_obj, node_obj) <= options.mip_gap:
+                closed_bound = min(closed_bound, node_obj)
+                continue
+        free = lb[ints] < ub[ints]
+        score = np.where(conflict & free, 2.0 + frac, np.where(free, frac, -1.0))
+        k = ints[int(np.argmax(score))]
+        for value in (np.round(x[k]), 1 - np.round(x[k])):
+            child_lb, child_ub = lb.copy(), ub.copy()
+            child_lb[k] = child_ub[k] = value
+            child = form.solve(child_lb, child_ub)
+            if child.status == "optimal" and child.objective < best_obj:
+                heapq.heappush(heap, (child.objective, next(counter), child_lb, child_ub, child.x))
+    bound = min(heap[0][0] if heap else np.inf, closed_bound, best_obj)
+    if best_x is None:
+        if not heap:
+            return _report(INFEASIBLE, None, None, start, f"no integer-feasible node ({nodes} nodes)")
+        return _report(NO_SOLUTION, None, heap[0][0], start, f"time limit after {nodes} nodes without incumbent")
+    x = best_x.copy()
+    x[ints] = np.round(x[ints])
+    form.load(x)
+    status = OPTIMAL if _gap(best_obj, bound) <= options.mip_gap else FEASIBLE
+    message = f"{nodes} nodes" + ("" if status == OPTIMAL else "; stopped at the time limit, best incumbent loaded")
+    return _report(status, best_obj, bound, start, message)
+
+
+def _implied_rounding(form: ConicForm, ints: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Round each binary to the value its indicator rows need at the relaxed point.
+
+    An interior-point solver leaves a binary that guards nothing (``y <= M z`` with y = 0) at the analytic centre,
+    e.g. 0.5, so nearest rounding is meaningless. Instead read, for every binary, the rows it appears in: a row
+    with a negative coefficient needs z >= (others - b)/(-a) (z must be 1 when the guarded quantity is positive),
+    a row with a positive coefficient needs z <= (b - others)/a (z must be 0 when the other side is active).
+    Returns the rounded values and a mask of binaries that both sides need (true conflicts, to branch on).
+    """
+    lo_row = form.bound_row + 2 * len(form.columns)
+    a = form.A[lo_row:lo_row + form.n_nonneg - 2 * len(form.columns)].tocsc()
+    b = form.b[lo_row:lo_row + a.shape[0]]
+    continuous = x.copy()
+    continuous[ints] = 0.0  # other binaries adjust with this one: only continuous quantities say what is needed
+    full = a @ continuous
+    need_one = np.zeros(len(ints), dtype=bool)
+    need_zero = np.zeros(len(ints), dtype=bool)
+    for pos, k in enumerate(ints):
+        rows = a.indices[a.indptr[k]:a.indptr[k + 1]]
+        coef = a.data[a.indptr[k]:a.indptr[k + 1]]
+        others = full[rows]
+        neg, posc = coef < 0, coef > 0
+        if neg.any():
+            need_one[pos] = np.max((others[neg] - b[rows][neg]) / -coef[neg]) > 1e-6
+        if posc.any():
+            need_zero[pos] = np.min((b[rows][posc] - others[posc]) / coef[posc]) < 1 - 1e-6
+    rounded = np.where(need_one & ~need_zero, 1.0, 0.0)
+    conflict = need_one & need_zero
+    rounded[conflict] = np.round(x[ints][conflict])
+    return rounded, conflict
+
+
+def _gap(objective: float, bound: float) -> float:
+    return abs(objective - bound) / max(abs(objective), 1e-9)
+
+
+def _report(status: str, objective, bound, start: float, message: str) -> SolveReport:
+    return SolveReport(status=status, termination=status, objective=objective, bound=bound,
+                       solve_time_s=time.perf_counter() - start, solver="fast (clarabel branch-and-bound)",
+                       message=message)
