@@ -50,6 +50,9 @@ def add_solver_arguments(p: argparse.ArgumentParser) -> None:
                    help="solve strategy (default: %(default)s; 'gurobi' needs a full licence)")
     p.add_argument("--complementarity", default="bigm", choices=sorted(COMPLEMENTARITY),
                    help="how the follower's complementarity is enforced (default: %(default)s)")
+    p.add_argument("--follower", default="auto", choices=["auto", "kkt"],
+                   help="'auto': replace the follower's KKT block by its certified affine map where that is proven "
+                        "exact, KKT elsewhere; 'kkt': KKT in every period (the plain MISOCP) (default: %(default)s)")
     p.add_argument("--time-limit", type=_positive(float), default=600.0, metavar="S",
                    help="seconds per solve (default: %(default)s); the best incumbent is kept when it is hit")
     p.add_argument("--mip-gap", type=_non_negative_float, default=1e-3, metavar="G",
@@ -107,7 +110,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     options = SolveOptions(solver=args.solver, time_limit=args.time_limit, mip_gap=args.mip_gap)
     console.print(f"[bold]tsodso solve[/]: {len(case.adns)} ADNs x {case.periods} periods of {case.step_hours} h, "
                   f"scheme {args.scheme}, solver {args.solver}, price mode {case.price_mode}")
-    session = PlanningSession(case, Formulation(complementarity=args.complementarity), options)
+    session = PlanningSession(case, Formulation(complementarity=args.complementarity, follower=args.follower), options)
     with console.status("solving..."):
         result = session.solve(case, ac_periods=[] if args.no_ac_check else None)
     args.output.parent.mkdir(parents=True, exist_ok=True)
