@@ -87,9 +87,23 @@ def dso_operating_cost(m: pyo.Block, case: Case, a: int, t: int):
             + p.c_curt * der.curtailment[t] + p.c_loss * net.losses[t])
 
 
-def tariff_payment(m: pyo.Block, case: Case, t: int):
-    p = case.prices
-    return sum(p.tariff_import[t] * m.pcc.p_imp[a, t] - p.tariff_export[t] * m.pcc.p_exp[a, t] for a in m.pcc.A)
+def add_tariffs(m: pyo.Block, case: Case) -> None:
+    """Time-of-use prices as mutable Params so a re-used model follows the receding horizon."""
+    m.tariff_import = pyo.Param(m.T, mutable=True, initialize=0.0)
+    m.tariff_export = pyo.Param(m.T, mutable=True, initialize=0.0)
+    set_tariffs(m, case)
+
+
+def set_tariffs(m: pyo.Block, case: Case) -> None:
+    if case.price_mode != "tariff":
+        return
+    for t in m.T:
+        m.tariff_import[t] = case.prices.tariff_import[t]
+        m.tariff_export[t] = case.prices.tariff_export[t]
+
+
+def tariff_payment(m: pyo.Block, t: int):
+    return sum(m.tariff_import[t] * m.pcc.p_imp[a, t] - m.tariff_export[t] * m.pcc.p_exp[a, t] for a in m.pcc.A)
 
 
 def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.ConcreteModel:
@@ -104,6 +118,7 @@ def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.C
     add_adns(m, case)
     add_pcc_box(m, case, formulation.loss_allowance)
     add_tn_demand(m, case)
+    add_tariffs(m, case)
     qp = dcopf_qp(case.tn)
     m.qp = qp
     affine = {}
@@ -121,7 +136,7 @@ def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.C
 
     def energy_payment(_, t):
         if case.price_mode == "tariff":
-            return tariff_payment(m, case, t)
+            return tariff_payment(m, t)
         if t in affine:
             return affine_payment(m, case, affine[t], t)
         return follower_payment(m.follower, qp, t, lambda n: m.tn_demand[n, t])
@@ -194,4 +209,5 @@ def set_case_data(m: pyo.ConcreteModel, case: Case, formulation: Formulation) ->
     for a, adn in enumerate(case.adns):
         set_adn_data(m.adn[a].der, adn)
     set_tn_data(m, case)
+    set_tariffs(m, case)
     set_pcc_box(m, case, formulation.loss_allowance)

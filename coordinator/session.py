@@ -29,9 +29,9 @@ class PlanningSession:
         """Solve for ``case`` (same structure as the first one) and return the result dict."""
         start = time.perf_counter()
         if not self._fresh:
-            if self.formulation.follower == "kkt" and case.price_mode == "lmp":
+            if self.formulation.follower == "kkt":
                 set_case_data(self.model, case, self.formulation)
-            else:  # the affine follower is certified for one case's data, tariffs are constants: rebuild
+            else:  # the affine follower is certified for one case's data: rebuild
                 self.model = build_dso_led(case, self.formulation)
         self._fresh = False
         update_time = time.perf_counter() - start

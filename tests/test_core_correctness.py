@@ -639,9 +639,6 @@ def _refresh(m: pyo.ConcreteModel, case: Case) -> None:
         set_case_data(m, case)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG dso_led.tariff_payment bakes prices.tariff_import/export into the "
-                   "objective as constants at build time; set_case_data does not refresh them, so a re-used model "
-                   "(PlanningSession, receding horizon) keeps the first step's time-of-use tariffs")
 def test_tariff_refreshed_by_set_case_data() -> None:
     first = toy_case(periods=2, price_mode="tariff")
     later = toy_case(periods=2, price_mode="tariff")
