@@ -32,7 +32,7 @@ def solve_fast(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
     best_x, best_obj = None, np.inf
     counter = itertools.count()
 
-    root = form.solve(form.lb, form.ub)
+    root = form.solve(form.lb, form.ub, time_limit=_left(deadline))
     if root.status == "infeasible":
         return _report(INFEASIBLE, None, None, start, "the continuous relaxation is infeasible")
     if root.status != "optimal":
@@ -55,7 +55,7 @@ def solve_fast(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
         rounded, conflict = _implied_rounding(form, ints, x)
         trial_lb, trial_ub = lb.copy(), ub.copy()
         trial_lb[ints] = trial_ub[ints] = np.clip(rounded, lb[ints], ub[ints])
-        trial = form.solve(trial_lb, trial_ub)
+        trial = form.solve(trial_lb, trial_ub, time_limit=_left(deadline))
         if trial.status == "optimal" and trial.objective < best_obj:
             best_x, best_obj = trial.x, trial.objective
             if _gap(best_obj, node_obj) <= options.mip_gap:
@@ -67,7 +67,7 @@ def solve_fast(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
         for value in (np.round(x[k]), 1 - np.round(x[k])):
             child_lb, child_ub = lb.copy(), ub.copy()
             child_lb[k] = child_ub[k] = value
-            child = form.solve(child_lb, child_ub)
+            child = form.solve(child_lb, child_ub, time_limit=_left(deadline))
             if child.status == "optimal" and child.objective < best_obj:
                 heapq.heappush(heap, (child.objective, next(counter), child_lb, child_ub, child.x))
     bound = min(heap[0][0] if heap else np.inf, closed_bound, best_obj)
@@ -113,6 +113,11 @@ def _implied_rounding(form: ConicForm, ints: np.ndarray, x: np.ndarray) -> tuple
     conflict = need_one & need_zero
     rounded[conflict] = np.round(x[ints][conflict])
     return rounded, conflict
+
+
+def _left(deadline: float) -> float | None:
+    """Seconds left for one conic solve, so a single slow node cannot overrun the limit."""
+    return None if deadline == float("inf") else max(deadline - time.perf_counter(), 0.1)
 
 
 def _gap(objective: float, bound: float) -> float:
