@@ -30,7 +30,7 @@ def test_default_scenario() -> None:
     cfg = load_scenario("ieee30_5adn")
     assert {"ieee30_5adn", "small_2adn"} <= set(scenario_names())
     assert cfg.name == "ieee30_5adn" and len(cfg.adns) == 5
-    assert (cfg.step_minutes, cfg.periods, cfg.day_of_year, cfg.price_mode) == (60, 24, 196, "lmp")
+    assert (cfg.step_minutes, cfg.periods, cfg.day_of_year, cfg.price_mode) == (60, 24, 207, "lmp")
     buses = [a.tn_bus for a in cfg.adns]
     assert len(set(buses)) == 5 and set(buses) <= set(tn_load_buses())
     gen_buses = {0, 1, 12, 21, 22, 26}
