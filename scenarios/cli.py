@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ac-check", action="store_true", help="skip the pandapower AC check of every ADN and period")
     add_solver_arguments(s)
     s.set_defaults(func=cmd_solve)
+
+    from scenarios.run_cli import add_run_parser  # the co-simulation command lives in its own module
+
+    add_run_parser(sub)
     return parser
 
 
