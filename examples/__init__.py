@@ -1,0 +1,1 @@
+"""Example plugin simulators for tsodso scenarios (see docs/plugins.md)."""
