@@ -53,7 +53,7 @@ def add_solver_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--follower", default="auto", choices=["auto", "kkt"],
                    help="'auto': replace the follower's KKT block by its certified affine map where that is proven "
                         "exact, KKT elsewhere; 'kkt': KKT in every period (the plain MISOCP) (default: %(default)s)")
-    p.add_argument("--time-limit", type=_positive(float), default=600.0, metavar="S",
+    p.add_argument("--time-limit", type=_positive(float), default=120.0, metavar="S",
                    help="seconds per solve (default: %(default)s); the best incumbent is kept when it is hit")
     p.add_argument("--mip-gap", type=_non_negative_float, default=1e-3, metavar="G",
                    help="relative optimality gap to stop at (default: %(default)s)")
