@@ -68,8 +68,9 @@ class Fleet:
         """Sessions already under way at the first step are assumed to have charged at full power since arrival."""
         for day in range(math.floor(h0 / 24) - 1, math.floor(h0 / 24) + 1):
             self._draw_day(day)
+        self.sessions = [s for s in self.sessions if s.departure > h0]  # gone before the run starts
         for s in self.sessions:
-            if s.arrival < h0 < s.departure:
+            if s.arrival < h0:
                 s.need_mwh = max(0.0, s.need_mwh - self.charger_mw * (h0 - s.arrival))
 
     def power(self, h0: float, h1: float) -> dict[int, float]:

@@ -115,9 +115,8 @@ def parse_simulators(cfg: ScenarioConfig) -> dict[str, SimulatorSpec]:
             posix = e.get("posix", os.name != "nt")
             if not isinstance(posix, bool):
                 raise _err(cfg, f"{path}.posix", posix, "must be true or false")
-            quiet = {"LOGURU_LEVEL": os.environ.get("LOGURU_LEVEL", "WARNING")}  # no INFO chatter from mosaik-api
-            sim_entry.update(cwd=cwd, posix=posix, env={**quiet, **_pythonpath(base),
-                                                        **{str(k): str(v) for k, v in env.items()}})
+            sim_entry.update(cwd=cwd, posix=posix, env={**_pythonpath(base), **{str(k): str(v) for k, v in
+                                                                                  env.items()}})
         for other in ("cwd", "env", "posix"):
             if other in e and kind != "cmd":
                 raise _err(cfg, f"{path}.{other}", e[other], f"only for cmd simulators, not {kind}")

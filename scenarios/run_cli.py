@@ -135,3 +135,4 @@ def print_run_summary(result: Any) -> None:
     for key, value in rows:
         table.add_row(key, value)
     Console(file=sys.stdout).print(table)
+    print(f"results: {result.path}")  # one unwrapped line for scripts

@@ -6,6 +6,7 @@ The architecture and the data flow are described in ``docs/cosimulation.md``; pl
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import json
 import math
@@ -248,6 +249,8 @@ def run_scenario(cfg: ScenarioConfig, settings: RunSettings | None = None) -> Ru
             except Exception as exc:
                 raise RunFailed(f"the co-simulation failed: {type(exc).__name__}: {exc}") from exc
             timings["run_s"] = _time.perf_counter() - t_run
+            if sink.messages:
+                _cancel_pending(world)
             if settings.debug:
                 graph = world.execution_graph
     finally:
@@ -255,11 +258,24 @@ def run_scenario(cfg: ScenarioConfig, settings: RunSettings | None = None) -> Ru
     timings["total_s"] = _time.perf_counter() - t_start
     timings["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     if sink.messages:
-        first_lines = "; ".join(m.strip().splitlines()[0] for m in sink.messages if m.strip())
+        first_lines = "; ".join(m.strip().splitlines()[0].removesuffix(" Further information provided:")
+                                for m in sink.messages if m.strip())
         raise RunFailed(f"{first_lines} (the steps before the failure are in {plan.output})")
     summary = summarize(plan.output, plan.step_hours)
     summary["timings"] = timings
     return RunResult(plan.output, plan, summary, graph, timings)
+
+
+def _cancel_pending(world: mosaik.World) -> None:
+    """After an aborted run mosaik leaves its simulator tasks pending, and asyncio reports each one ("Task was
+    destroyed but it is pending") when they are collected. The run has already failed with a clear message, so
+    drop those reports; anything else still goes to the default handler."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if "was destroyed but it is pending" not in str(context.get("message", "")):
+            loop.default_exception_handler(context)
+
+    world.loop.set_exception_handler(handler)
 
 
 def _build_core(world: mosaik.World, cfg: ScenarioConfig, plan: RunPlan, run_case: Any, case_factory: Any,
@@ -374,7 +390,7 @@ def _check_attr(cfg: ScenarioConfig, path: str, entity: Any, attr: str, output: 
     if attr in LOOP_ATTRS and entity.sid.split("-")[0] in CORE_SIMS:
         raise ScenarioError(cfg.source, f"{path}.attrs", attr, f"{entity.eid}.{attr} belongs to the coordinator loop")
     if attr not in attrs:
-        meta = entity.model_mock._async_model_mock._factory.meta["models"][mock.name]
+        meta = mock._factory.meta["models"][mock.name]
         names = [a for a in meta.get("attrs", []) if a not in LOOP_ATTRS]
         kind = "an output" if output else "an input"
         raise ScenarioError(cfg.source, f"{path}.attrs", attr, f"not {kind} attribute of {entity.eid} ({mock.name})",
