@@ -1,0 +1,302 @@
+"""Scaling benchmark of the plain DSO-led MISOCP: model size and build/solve time over ADNs x periods.
+
+For every combination of ``--adns`` and ``--periods`` a case is built from the default scenario with N ADNs (the
+scenario's first N; beyond its five, its placements are reused cyclically at further case30 load buses that are not
+generator buses), the model is built once with :class:`coordinator.session.PlanningSession` and solved once. Each run
+executes in its own child process so that a solver crash or hang is recorded as an error row, not the end of the
+benchmark. Rows are printed as they finish and the JSON file is rewritten after every row.
+
+Timings per row: ``build_s`` is the Pyomo model build (``PlanningSession``), ``solve_s`` the solve strategy's call
+(for SCIP it includes Pyomo's translation to PySCIPOpt), ``total_s = build_s + solve_s``. Building the ``Case``
+(``case_s``: profiles, pandapower networks) and collecting the result dict (``collect_s``, AC check skipped) are
+stored in the JSON but kept out of ``total_s``.
+
+Usage: ``python benchmarks/scaling.py --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from coordinator.solvers import STRATEGIES
+
+DEFAULT_SCENARIO = "ieee30_5adn"
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "scaling.json"
+COLUMNS = ("adns", "periods", "variables", "binaries", "constraints", "cones", "build_s", "solve_s", "total_s",
+           "status", "gap")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Case with N ADNs
+
+
+def host_buses(tn_case: str) -> list[int]:
+    """TN load buses that are not generator (or external grid) buses: where an extra ADN may be hosted."""
+    from coordinator.networks import pandapower_net, tn_load_buses
+
+    net = pandapower_net(tn_case)
+    gen_buses = {int(b) for table in (net.gen, net.ext_grid, net.sgen) for b in table.bus}
+    return [b for b in tn_load_buses(tn_case) if b not in gen_buses]
+
+
+def scenario_with_adns(scenario: str, n: int):  # noqa: ANN201 - returns scenarios.config.ScenarioConfig
+    """The scenario with its first ``n`` ADNs; beyond its own, copies of them (cyclically) at free host buses."""
+    from scenarios.config import load_scenario
+
+    cfg = load_scenario(scenario)
+    base = list(cfg.adns)
+    adns = base[:n]
+    if n > len(base):
+        used = {a.tn_bus for a in base}
+        free = [b for b in host_buses(cfg.tn.case) if b not in used]
+        extra = n - len(base)
+        if extra > len(free):
+            raise ValueError(f"{n} ADNs need {extra} free host buses in {cfg.tn.case}; only {len(free)}: {free}")
+        names = {a.name for a in base}
+        for k in range(extra):
+            src = base[k % len(base)]
+            name = f"adn{len(base) + k + 1}"
+            while name in names:
+                name += "x"
+            names.add(name)
+            adns.append(dataclasses.replace(src, name=name, tn_bus=free[k]))
+    return dataclasses.replace(cfg, adns=tuple(adns))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# One run
+
+
+def run_one(scenario: str, n_adns: int, periods: int, solver: str, time_limit: float, mip_gap: float,
+            complementarity: str) -> dict[str, Any]:
+    """Build and solve one combination; always returns a row (``status='error'`` with the message on failure)."""
+    row: dict[str, Any] = {"adns": n_adns, "periods": periods, "status": "error"}
+    wall = time.perf_counter()
+    try:
+        from coordinator.dso_led import Formulation
+        from coordinator.session import PlanningSession
+        from coordinator.solvers.base import SolveOptions
+        from scenarios.config import build_case
+
+        start = time.perf_counter()
+        cfg = scenario_with_adns(scenario, n_adns)
+        case = build_case(cfg, periods=periods)
+        row["case_s"] = time.perf_counter() - start
+        row["tn_buses"] = [a.tn_bus for a in case.adns]
+        options = SolveOptions(solver=solver, time_limit=time_limit, mip_gap=mip_gap)
+        session = PlanningSession(case, Formulation(complementarity=complementarity), options)
+        start = time.perf_counter()
+        result = session.solve(case, ac_periods=[])
+        call_s = time.perf_counter() - start
+        row.update(result["model"])
+        row.update(build_s=session.build_time_s, solve_s=result["solve_time_s"],
+                   total_s=session.build_time_s + result["solve_time_s"], status=result["status"],
+                   termination=result["termination"], gap=result["mip_gap"], objective=result["objective"],
+                   bound=result["bound"], message=result["message"],
+                   collect_s=call_s - result["solve_time_s"])
+    except Exception as exc:  # noqa: BLE001 - a failed run is a row, not the end of the benchmark
+        row["message"] = f"{type(exc).__name__}: {exc}"
+        row["traceback"] = traceback.format_exc(limit=5)
+    row["wall_s"] = time.perf_counter() - wall
+    return row
+
+
+def _child(conn, kwargs: dict[str, Any]) -> None:  # noqa: ANN001 - multiprocessing Connection
+    conn.send(run_one(**kwargs))
+    conn.close()
+
+
+def run_isolated(kwargs: dict[str, Any], watchdog_s: float) -> dict[str, Any]:
+    """``run_one`` in a spawned child; a crash (signal) or a run past ``watchdog_s`` becomes an error row."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, kwargs), daemon=True)
+    start = time.perf_counter()
+    proc.start()
+    child.close()
+    row: dict[str, Any] | None = None
+    if parent.poll(watchdog_s):
+        try:
+            row = parent.recv()
+        except EOFError:  # the child died before sending
+            row = None
+    proc.join(timeout=10)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    if row is None:
+        why = f"exit code {proc.exitcode}" if proc.exitcode is not None else "killed"
+        if time.perf_counter() - start >= watchdog_s:
+            why = f"no answer within the {watchdog_s:.0f} s watchdog; killed"
+        row = {"adns": kwargs["n_adns"], "periods": kwargs["periods"], "status": "error",
+               "message": f"child process failed ({why})", "wall_s": time.perf_counter() - start}
+    return row
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Output
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return "-"
+    if key == "build_s":
+        return f"{value:.2f}"
+    if key in ("solve_s", "total_s"):
+        return f"{value:.1f}"
+    if key == "gap":
+        return "inf" if value == float("inf") else f"{value:.2e}"
+    return str(value)
+
+
+def format_line(row: dict[str, Any] | None, widths: dict[str, int]) -> str:
+    """One plain aligned line (the header when ``row`` is None)."""
+    cells = [(c if row is None else _cell(row, c)).rjust(widths[c]) for c in COLUMNS]
+    return "  ".join(cells)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table (error messages as footnote-style lines below it)."""
+    head = ["ADNs", "periods", "variables", "binaries", "constraints", "cones", "build (s)", "solve (s)",
+            "total (s)", "status", "gap"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if h != "status" else ":---" for h in head) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_cell(r, c) for c in COLUMNS) + " |")
+    errors = [r for r in rows if r.get("status") == "error"]
+    for r in errors:
+        lines.append(f"\n{r['adns']} ADNs x {r['periods']} periods: {r.get('message', '')}")
+    return "\n".join(lines)
+
+
+def print_rich(rows: list[dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in COLUMNS:
+        table.add_column(c, justify="left" if c == "status" else "right")
+    for r in rows:
+        table.add_row(*(_cell(r, c) for c in COLUMNS))
+    Console(width=160).print(table)
+
+
+def environment(args: argparse.Namespace) -> dict[str, Any]:
+    """Machine, versions and settings, stored next to the rows."""
+    env: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "scenario": args.scenario,
+        "solver": args.solver,
+        "time_limit_s": args.time_limit,
+        "mip_gap": args.mip_gap,
+        "complementarity": args.complementarity,
+    }
+    for pkg in ("pyomo", "pyscipopt", "gurobipy", "pandapower"):
+        try:
+            env[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        import pyscipopt
+
+        m = pyscipopt.Model()
+        env["scip"] = f"{m.getMajorVersion()}.{m.getMinorVersion()}.{m.getTechVersion()}"
+    except Exception:  # noqa: BLE001 - versions are informative only
+        pass
+    return env
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from coordinator.blocks.complementarity import STRATEGIES as COMPLEMENTARITY
+
+    p = argparse.ArgumentParser(
+        prog="python benchmarks/scaling.py",
+        description="Model size and build/solve time of the plain DSO-led MISOCP over ADNs x periods "
+                    "(one build + one solve per combination, each in its own process; no AC check).")
+    p.add_argument("--adns", type=_int_list, default=[1, 2, 5, 10], metavar="LIST",
+                   help="numbers of ADNs, comma-separated (default: 1,2,5,10)")
+    p.add_argument("--periods", type=_int_list, default=[1, 4, 24], metavar="LIST",
+                   help="horizon lengths in 1 h steps, comma-separated (default: 1,4,24)")
+    p.add_argument("--scenario", default=DEFAULT_SCENARIO,
+                   help="base scenario, name or YAML path (default: %(default)s)")
+    p.add_argument("--solver", default="scip", choices=sorted(STRATEGIES), help="solve strategy (default: %(default)s)")
+    p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
+                   help="solver time limit per run in seconds (default: %(default)s)")
+    p.add_argument("--mip-gap", type=float, default=1e-3, metavar="G",
+                   help="relative gap to stop at (default: %(default)s, as 'tsodso solve')")
+    p.add_argument("--complementarity", default="bigm", choices=sorted(COMPLEMENTARITY),
+                   help="complementarity formulation of the follower's KKT (default: %(default)s)")
+    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                   help="JSON file, rewritten after every run (default: benchmarks/results/scaling.json)")
+    p.add_argument("--watchdog", type=float, default=None, metavar="S",
+                   help="kill a run after this many seconds (default: 4 x time limit + 300)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run in this process instead of one child per run (a solver crash then ends the benchmark)")
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="do not run: print an existing result file as a Markdown table")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.render is not None:
+        data = json.loads(args.render.read_text())
+        print(markdown_table(data["rows"]))
+        return 0
+
+    env = environment(args)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    watchdog = args.watchdog if args.watchdog is not None else 4 * args.time_limit + 300
+    widths = {c: max(len(c), 9) for c in COLUMNS}
+    print(f"scaling: scenario {args.scenario}, solver {args.solver} (time limit {args.time_limit:g} s, gap "
+          f"{args.mip_gap:g}), complementarity {args.complementarity}, {env['cpu_count']} cores", flush=True)
+    print(format_line(None, widths), flush=True)
+    rows: list[dict[str, Any]] = []
+    for n in args.adns:
+        for t in args.periods:
+            kwargs = {"scenario": args.scenario, "n_adns": n, "periods": t, "solver": args.solver,
+                      "time_limit": args.time_limit, "mip_gap": args.mip_gap,
+                      "complementarity": args.complementarity}
+            row = run_one(**kwargs) if args.in_process else run_isolated(kwargs, watchdog)
+            rows.append(row)
+            print(format_line(row, widths), flush=True)
+            if row["status"] == "error":
+                print(f"    error: {row.get('message', '')}", flush=True)
+            args.output.write_text(json.dumps({"environment": env, "rows": rows}, indent=1))
+    print()
+    print_rich(rows, f"DSO-led MISOCP scaling ({args.solver}, {args.time_limit:g} s limit)")
+    print(f"results written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
