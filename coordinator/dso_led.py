@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyomo.environ as pyo
 
 from coordinator.blocks.dcopf import FollowerQP, dcopf_qp
@@ -15,8 +16,9 @@ from coordinator.blocks.der import add_der, set_adn_data
 from coordinator.blocks.distflow import add_distflow
 from coordinator.blocks.kkt import add_kkt, follower_payment
 from coordinator.blocks.pcc import add_pcc
+from coordinator.blocks.regions import add_region_disjunction
 from coordinator.case import Case
-from coordinator.parametric import AffineFollower, affine_follower, pcc_range, withdrawal_box
+from coordinator.parametric import AffineFollower, explore_regions, pcc_range, withdrawal_box
 
 PRICE_MODES = ("lmp", "tariff")
 
@@ -28,9 +30,10 @@ FOLLOWERS = ("kkt", "auto")
 class Formulation:
     """Choices that change the model, not the answer.
 
-    ``follower``: ``kkt`` keeps the follower's KKT block in every period; ``auto`` replaces it by the certified
-    affine solution map where the active set provably cannot change (``coordinator.parametric``) and keeps KKT
-    elsewhere. ``loss_allowance`` bounds each PCC withdrawal (see ``parametric.pcc_range``) in both.
+    ``follower``: ``kkt`` keeps the follower's KKT block in every period; ``auto`` replaces it by its affine
+    solution map where one critical region covers the reachable PCC box, by an exact convex-hull disjunction over
+    the regions where a few do (``coordinator.parametric``, ``blocks/regions.py``), and keeps KKT elsewhere.
+    ``loss_allowance`` bounds each PCC withdrawal (see ``parametric.pcc_range``) in every form.
     """
 
     complementarity: str = "bigm"
@@ -121,17 +124,20 @@ def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.C
     add_tariffs(m, case)
     qp = dcopf_qp(case.tn)
     m.qp = qp
-    affine = {}
-    if formulation.follower == "auto":
-        for t in range(case.periods):
-            lo, hi = withdrawal_box(case, t, formulation.loss_allowance)
-            found = affine_follower(qp, case.tn.demand(t), lo, hi)
-            if found is not None:
-                affine[t] = found
-    kkt_periods = [t for t in range(case.periods) if t not in affine]
+    regions = follower_regions(case, qp, formulation) if formulation.follower == "auto" else {}
+    affine = {t: rs[0] for t, rs in regions.items() if len(rs) == 1}
+    hull_periods = sorted(t for t, rs in regions.items() if len(rs) > 1)
+    kkt_periods = [t for t in range(case.periods) if t not in regions]
     m.follower = pyo.Block()
     add_kkt(m.follower, qp, kkt_periods, balance_rhs(m, case, qp), formulation.complementarity,
             case.prices.price_cap)
+    m.hull = pyo.Block(hull_periods)
+    for t in hull_periods:
+        buses = regions[t][0].buses
+        lo, hi = withdrawal_box(case, t, formulation.loss_allowance)
+        add_region_disjunction(m.hull[t], regions[t], [pcc_withdrawal_at(m, case, n, t) for n in buses],
+                               np.array([lo[n] for n in buses]), np.array([hi[n] for n in buses]),
+                               [qp.balance_row[n] for n in buses])
     add_follower_views(m, case, qp, affine)
 
     def energy_payment(_, t):
@@ -139,6 +145,8 @@ def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.C
             return tariff_payment(m, t)
         if t in affine:
             return affine_payment(m, case, affine[t], t)
+        if t in hull_periods:
+            return m.hull[t].payment
         return follower_payment(m.follower, qp, t, lambda n: m.tn_demand[n, t])
 
     m.energy_payment = pyo.Expression(m.T, rule=energy_payment)
@@ -147,7 +155,19 @@ def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.C
     m.objective = pyo.Objective(expr=case.step_hours * sum(m.dso_cost[t] for t in m.T), sense=pyo.minimize)
     m.scheme = "dso-led"
     m.affine_periods = sorted(affine)
+    m.region_periods = hull_periods
     return m
+
+
+def follower_regions(case: Case, qp: FollowerQP, formulation: Formulation) -> dict[int, list[AffineFollower]]:
+    """Per period, the critical regions covering the PCC box (periods where exploration fails are absent)."""
+    out = {}
+    for t in range(case.periods):
+        lo, hi = withdrawal_box(case, t, formulation.loss_allowance)
+        found = explore_regions(qp, case.tn.demand(t), lo, hi)
+        if found:
+            out[t] = found
+    return out
 
 
 def add_pcc_box(m: pyo.Block, case: Case, loss_allowance: float) -> None:
@@ -172,6 +192,8 @@ def add_follower_views(m: pyo.Block, case: Case, qp: FollowerQP, affine: dict[in
         return [pcc_withdrawal_at(m, case, n, t) for n in buses]
 
     def tn_x(_, j, t):
+        if t in m.hull:
+            return m.hull[t].x_of(j)
         if t not in affine:
             return m.follower.x[j, t]
         af = affine[t]
@@ -179,6 +201,8 @@ def add_follower_views(m: pyo.Block, case: Case, qp: FollowerQP, affine: dict[in
 
     def lmp(_, n, t):
         row = qp.balance_row[n]
+        if t in m.hull:
+            return m.hull[t].lam_of(row)
         if t not in affine:
             return m.follower.lam[row, t]
         af = affine[t]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from scipy.optimize import linprog
 
 from coordinator.blocks.dcopf import FollowerQP
 from coordinator.follower import FollowerInfeasible, solve_follower
@@ -24,7 +25,10 @@ from coordinator.follower import FollowerInfeasible, solve_follower
 
 @dataclass
 class AffineFollower:
-    """Follower solution on a certified box: x = x0 + S w, lam = lam0 + L w, mu = mu0 + M w (w per host bus)."""
+    """Follower solution on one critical region: x = x0 + S w, lam = lam0 + L w, mu = mu0 + M w (w per host bus).
+
+    ``cut0 + cuts @ w >= 0`` are the region's facets that cross the box (empty when it covers the whole box).
+    """
 
     buses: list[int]  # host buses, the order of w
     x0: np.ndarray
@@ -34,11 +38,21 @@ class AffineFollower:
     mu0: np.ndarray
     M: np.ndarray
     active: list[int]
+    cut0: np.ndarray
+    cuts: np.ndarray
+    flips: list[int]  # constraint index behind each cut: crossing it adds (inactive) or drops (active) it
 
 
 def affine_follower(qp: FollowerQP, demand: dict[int, float], lo: dict[int, float], hi: dict[int, float],
                     tol: float = 1e-7) -> AffineFollower | None:
     """The certified affine follower on the box [lo, hi] of withdrawals per host bus, or None."""
+    region = centre_region(qp, demand, lo, hi, tol)
+    return region if region is not None and not region.flips else None
+
+
+def centre_region(qp: FollowerQP, demand: dict[int, float], lo: dict[int, float], hi: dict[int, float],
+                  tol: float = 1e-7) -> AffineFollower | None:
+    """The critical region that contains the centre of the box, with the facets that cut the box."""
     buses = sorted(lo)
     centre = {n: 0.5 * (lo[n] + hi[n]) for n in buses}
     try:
@@ -47,21 +61,106 @@ def affine_follower(qp: FollowerQP, demand: dict[int, float], lo: dict[int, floa
         return None
     slack = qp.b_in - qp.a_in @ ref.x
     active = [k for k in range(len(slack)) if ref.mu[k] > tol * max(1.0, np.abs(ref.mu).max()) or slack[k] < 1e-9]
+    return region_of(qp, demand, buses, active, _vec(lo, buses), _vec(hi, buses))
+
+
+def region_of(qp: FollowerQP, demand: dict[int, float], buses: list[int], active: list[int], lo_v: np.ndarray,
+              hi_v: np.ndarray) -> AffineFollower | None:
+    """Affine maps of the active set ``active`` and the facets of its region that cross the box."""
     sol = _solve_active_set(qp, demand, buses, active)
     if sol is None:
         return None
     x0, S, lam0, L, mu_a0, mu_a = sol
-    lo_v, hi_v = np.array([lo[n] for n in buses]), np.array([hi[n] for n in buses])
-    inactive = [k for k in range(len(slack)) if k not in set(active)]
+    n_in = qp.a_in.shape[0]
+    inactive = [k for k in range(n_in) if k not in set(active)]
     a_in = qp.a_in.tocsr()
-    slack0 = qp.b_in[inactive] - a_in[inactive] @ x0
-    slack_s = -(a_in[inactive] @ S)
-    if np.any(_box_min(slack0, slack_s, lo_v, hi_v) < -1e-7) or np.any(_box_min(mu_a0, mu_a, lo_v, hi_v) < -1e-9):
-        return None
-    mu0 = np.zeros(len(slack))
-    M = np.zeros((len(slack), len(buses)))
+    g0 = np.concatenate([qp.b_in[inactive] - a_in[inactive] @ x0, mu_a0])
+    G = np.vstack([-(a_in[inactive] @ S), mu_a]) if len(buses) else np.zeros((len(g0), 0))
+    flips = inactive + list(active)
+    crossing = _box_min(g0, G, lo_v, hi_v) < -1e-9 * np.maximum(1.0, np.abs(g0))
+    mu0 = np.zeros(n_in)
+    M = np.zeros((n_in, len(buses)))
     mu0[active], M[active] = mu_a0, mu_a
-    return AffineFollower(buses=buses, x0=x0, S=S, lam0=lam0, L=L, mu0=mu0, M=M, active=active)
+    return AffineFollower(buses=buses, x0=x0, S=S, lam0=lam0, L=L, mu0=mu0, M=M, active=list(active),
+                          cut0=g0[crossing], cuts=G[crossing], flips=[flips[i] for i in np.flatnonzero(crossing)])
+
+
+def explore_regions(qp: FollowerQP, demand: dict[int, float], lo: dict[int, float], hi: dict[int, float],
+                    max_regions: int = 12, samples: int = 40, seed: int = 0) -> list[AffineFollower] | None:
+    """All critical regions that meet the box, by crossing each facet that cuts it (multi-parametric QP).
+
+    Returns None when the exploration is not clean (a degenerate active set, too many regions, or a random
+    sample of the box whose independent DC-OPF solution no region reproduces); the caller then keeps KKT.
+    """
+    first = centre_region(qp, demand, lo, hi)
+    if first is None:
+        return None
+    buses = first.buses
+    lo_v, hi_v = _vec(lo, buses), _vec(hi, buses)
+    found = {frozenset(first.active): first}
+    queue = [first]
+    while queue:
+        region = queue.pop()
+        for group in _facet_groups(region):
+            active = set(region.active) ^ set(group)
+            key = frozenset(active)
+            if key in found:
+                continue
+            nxt = region_of(qp, demand, buses, sorted(active), lo_v, hi_v)
+            if nxt is None:
+                return None
+            found[key] = nxt
+            if _meets_box(nxt, lo_v, hi_v):
+                queue.append(nxt)
+            if len(found) > 4 * max_regions:
+                return None
+    regions = [r for r in found.values() if _meets_box(r, lo_v, hi_v)]
+    if len(regions) > max_regions:
+        return None
+    return regions if _covers(qp, demand, regions, lo_v, hi_v, samples, seed) else None
+
+
+def _facet_groups(region: AffineFollower) -> list[list[int]]:
+    """Crossing facets grouped by hyperplane: constraints that switch together (e.g. two generators with equal
+    costs reach their limits at the same price) must be flipped together, or the neighbour has no interior."""
+    groups: dict[tuple, list[int]] = {}
+    for g0, g, k in zip(region.cut0, region.cuts, region.flips, strict=True):
+        scale = np.linalg.norm(g) or 1.0
+        key = tuple(np.round(np.r_[g0, g] / scale, 7))
+        groups.setdefault(key, []).append(k)
+    return list(groups.values())
+
+
+def _meets_box(region: AffineFollower, lo_v: np.ndarray, hi_v: np.ndarray) -> bool:
+    """True if the region has an interior point inside the box (LP: maximise the smallest cut slack)."""
+    if not region.flips:
+        return True
+    k = len(lo_v)
+    # variables (w, eps): max eps s.t. cut0 + cuts w >= eps, lo <= w <= hi
+    res = linprog(np.r_[np.zeros(k), -1.0], A_ub=np.c_[-region.cuts, np.ones(len(region.cut0))],
+                  b_ub=region.cut0, bounds=[*zip(lo_v, hi_v, strict=True), (None, 1.0)], method="highs")
+    return bool(res.status == 0 and -res.fun > 1e-7)
+
+
+def _covers(qp, demand, regions, lo_v, hi_v, samples, seed) -> bool:
+    """Sanity check of the exploration: random points of the box are reproduced by a region containing them."""
+    rng = np.random.default_rng(seed)
+    buses = regions[0].buses
+    for _ in range(samples):
+        w = rng.uniform(lo_v, hi_v)
+        try:
+            ref = solve_follower(qp, qp.b_eq(demand, dict(zip(buses, w, strict=True))))
+        except FollowerInfeasible:
+            continue
+        inside = [r for r in regions if np.all(r.cut0 + r.cuts @ w >= -1e-6)]
+        gens = qp.gen_col  # the dispatch is unique (strictly convex costs); compare it at solver accuracy
+        if not any(np.allclose((r.x0 + r.S @ w)[gens], ref.x[gens], atol=1e-3, rtol=1e-6) for r in inside):
+            return False
+    return True
+
+
+def _vec(values: dict[int, float], buses: list[int]) -> np.ndarray:
+    return np.array([values[n] for n in buses], dtype=float)
 
 
 def _box_min(g0: np.ndarray, G: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

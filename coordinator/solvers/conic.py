@@ -31,7 +31,9 @@ class ConicForm:
         cone_ids, cones = set(), []
         for blk in model.block_data_objects(active=True):
             for entry in getattr(blk, "cones", None) or []:
-                if isinstance(entry, tuple) and len(entry) == 5:
+                if isinstance(entry, tuple) and len(entry) == 5:  # DistFlow: (con, P, Q, v, l)
+                    entry = (entry[0], [entry[1], entry[2]], entry[3], entry[4])
+                if isinstance(entry, tuple) and len(entry) == 4:  # (con, [y...], a, b): sum y^2 <= a*b
                     cone_ids.add(id(entry[0]))
                     cones.append(entry)
         self.columns: list = []
@@ -80,10 +82,11 @@ class ConicForm:
         return out
 
     def _cone_rows(self, entry) -> list[tuple[dict[int, float], float]]:
-        """Rows of s = b - A x for (v + l, 2P, 2Q, v - l); fixed variables move into b."""
-        _, p, q, v, ell = entry
+        """Rows of s = b - A x for (a + b, 2y..., a - b) in SOC; fixed variables move into b."""
+        _, ys, a_var, b_var = entry
         rows = []
-        for terms in ([(v, 1.0), (ell, 1.0)], [(p, 2.0)], [(q, 2.0)], [(v, 1.0), (ell, -1.0)]):
+        terms_list = [[(a_var, 1.0), (b_var, 1.0)]] + [[(y, 2.0)] for y in ys] + [[(a_var, 1.0), (b_var, -1.0)]]
+        for terms in terms_list:
             coefs: dict[int, float] = {}
             const = 0.0
             for var, a in terms:
@@ -126,6 +129,7 @@ class ConicForm:
         for cone in soc_rows:
             for coefs, rhs in cone:
                 add(coefs, rhs)
+        self.soc_dims = [len(cone) for cone in soc_rows]
         self.A = sp.csc_matrix((vals, (rows, cols)), shape=(len(b), n))
         self.b = np.array(b, dtype=float)
         self.n_eq, self.n_nonneg, self.n_soc = n_eq, n_nonneg, len(soc_rows)
@@ -156,7 +160,7 @@ class ConicForm:
         b[self.bound_row:self.bound_row + n] = np.where(np.isfinite(ub), ub, big)
         b[self.bound_row + n:self.bound_row + 2 * n] = np.where(np.isfinite(lb), -lb, big)
         cones = [clarabel.ZeroConeT(self.n_eq), clarabel.NonnegativeConeT(self.n_nonneg)]
-        cones += [clarabel.SecondOrderConeT(4)] * self.n_soc
+        cones += [clarabel.SecondOrderConeT(d) for d in self.soc_dims]
         settings = clarabel.DefaultSettings()
         settings.verbose = False
         settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = tol
