@@ -54,6 +54,7 @@ def adn_result(m: pyo.ConcreteModel, case: Case, a: int) -> dict:
         "v_min_pu": [math.sqrt(min(pyo.value(net.v[n, t]) for n in net.N)) for t in T],
         "v_max_pu": [math.sqrt(max(pyo.value(net.v[n, t]) for n in net.N)) for t in T],
         "soc_gap": soc_gap(net),
+        "soc_gap_by_period": [soc_gap(net, t) for t in T],
     }
 
 
@@ -174,6 +175,7 @@ def collect(m: pyo.ConcreteModel, case: Case, report: SolveReport, build_time_s:
     out["kpis"] = kpis(out, case)
     out["checks"] = {
         "soc_gap_max": max(adn["soc_gap"] for adn in out["adns"]),
+        "soc_gap_first_period": max(adn["soc_gap_by_period"][0] for adn in out["adns"]),
         "follower_cost_rel_gap": follower_check(out, case, m.qp),
         "ac_voltage_error_max_pu": ac_check(m, case, ac_periods),
     }

@@ -18,8 +18,9 @@ from coordinator.solvers.base import SolveOptions
 
 class PlanningSession:
     def __init__(self, case: Case, formulation: Formulation | None = None, options: SolveOptions | None = None):
-        self.formulation = formulation or Formulation()
-        self.options = options or SolveOptions()
+        # the exact fast formulation by default; Formulation() alone is the plain KKT reference model
+        self.formulation = formulation or Formulation(follower="auto")
+        self.options = options or SolveOptions(solver="fast")
         start = time.perf_counter()
         self.model = build_dso_led(case, self.formulation)
         self.build_time_s = time.perf_counter() - start

@@ -41,8 +41,9 @@ STATS = [
     "status", "fallback", "plan_age", "message", "solver", "objective", "bound", "mip_gap",
     "solve_time_s", "model_time_s", "case_time_s", "post_time_s", "step_time_s",
     "variables", "binaries", "constraints", "cones",
-    "soc_gap_max", "follower_cost_rel_gap", "ac_voltage_error_max_pu",
+    "soc_gap_max", "soc_gap_first_period", "follower_cost_rel_gap", "ac_voltage_error_max_pu",
 ]
+CHECKS = ("soc_gap_max", "soc_gap_first_period", "follower_cost_rel_gap", "ac_voltage_error_max_pu")
 ADN_PLAN_OUT = ["setpoint", "pcc_mw", "bess_ch_mw", "bess_dis_mw", "soc_mwh", "pv_used_mw", "curtailment_mw",
                 "p2p_intra_mw", "p2p_inter_in_mw", "p2p_inter_out_mw", "losses_mw", "v_min_pu", "v_max_pu"]
 TN_PLAN_OUT = ["dispatch", "gen_mw", "lmp", "generation_cost"]
@@ -287,7 +288,7 @@ def step_stats(result: Mapping[str, Any], fallback: int, plan_age: int) -> dict[
         "solve_time_s": _num(result.get("solve_time_s")),
         "model_time_s": _num(result.get("model_time_s", result.get("build_time_s"))),
         **{key: _num(size.get(key)) for key in ("variables", "binaries", "constraints", "cones")},
-        **{key: _num(checks.get(key)) for key in ("soc_gap_max", "follower_cost_rel_gap", "ac_voltage_error_max_pu")},
+        **{key: _num(checks.get(key)) for key in CHECKS},
     }
 
 

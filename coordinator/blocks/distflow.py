@@ -72,10 +72,12 @@ def add_distflow(b: pyo.Block, adn: DistributionNetwork, periods: range, p_withd
     b.losses = pyo.Expression(b.T, rule=lambda _, t: sum(br[i, j].r * b.l[i, j, t] for (i, j) in b.L))
 
 
-def soc_gap(b: pyo.Block) -> float:
-    """Largest relative cone slack (v*l - P^2 - Q^2) / (v*l); 0 means the relaxation is exact (DESIGN §6)."""
+def soc_gap(b: pyo.Block, t: int | None = None) -> float:
+    """Largest relative cone slack (v*l - P^2 - Q^2) / (v*l) (in period t, or all); 0 means exact (DESIGN §6)."""
     worst = 0.0
-    for _, p, q, v, ell in b.cones:
+    for con, p, q, v, ell in b.cones:
+        if t is not None and con.index()[-1] != t:
+            continue
         vl = pyo.value(v) * pyo.value(ell)
         if vl > 1e-9:
             worst = max(worst, (vl - pyo.value(p) ** 2 - pyo.value(q) ** 2) / vl)
