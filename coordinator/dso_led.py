@@ -39,9 +39,10 @@ class Formulation:
     complementarity: str = "bigm"
     follower: str = "kkt"
     loss_allowance: float = 0.15
+    voltage_cuts: bool = False  # LinDistFlow upper-voltage cuts (blocks/distflow.add_voltage_cuts)
 
 
-def add_adns(m: pyo.Block, case: Case) -> None:
+def add_adns(m: pyo.Block, case: Case, voltage_cuts: bool = False) -> None:
     """One block per ADN with its devices (``der``) and its SOC-relaxed network (``net``)."""
     periods = range(case.periods)
     m.adn = pyo.Block(range(len(case.adns)))
@@ -50,7 +51,7 @@ def add_adns(m: pyo.Block, case: Case) -> None:
         blk.der = pyo.Block()
         add_der(blk.der, adn, periods, case.step_hours)
         blk.net = pyo.Block()
-        add_distflow(blk.net, adn, periods, blk.der.p_withdrawal, blk.der.q_withdrawal)
+        add_distflow(blk.net, adn, periods, blk.der.p_withdrawal, blk.der.q_withdrawal, voltage_cuts)
     m.pcc = pyo.Block()
     add_pcc(m.pcc, case.adns, periods, lambda a, t: m.adn[a].net.pcc_p[t], case.inter_adn_p2p)
 
@@ -118,7 +119,7 @@ def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.C
         raise ValueError(f"follower {formulation.follower!r} is not one of {FOLLOWERS}")
     m = pyo.ConcreteModel(name="dso_led")
     m.T = pyo.Set(initialize=range(case.periods), ordered=True)
-    add_adns(m, case)
+    add_adns(m, case, formulation.voltage_cuts)
     add_pcc_box(m, case, formulation.loss_allowance)
     add_tn_demand(m, case)
     add_tariffs(m, case)

@@ -14,6 +14,7 @@ from coordinator.solvers import STRATEGIES
 from coordinator.solvers.base import SolveOptions, SolverUnavailable
 
 DEFAULT_SCENARIO = "ieee30_5adn"
+SCHEMES = ["dso-led", "tso-led"]
 console = Console(stderr=True)
 
 
@@ -44,19 +45,34 @@ def _non_negative_float(text: str) -> float:
 
 
 def add_solver_arguments(p: argparse.ArgumentParser) -> None:
-    from coordinator.blocks.complementarity import STRATEGIES as COMPLEMENTARITY
-
     p.add_argument("--solver", default=default_solver(), choices=sorted(STRATEGIES),
                    help="solve strategy (default: %(default)s; 'gurobi' needs a full licence)")
-    p.add_argument("--complementarity", default="bigm", choices=sorted(COMPLEMENTARITY),
-                   help="how the follower's complementarity is enforced (default: %(default)s)")
-    p.add_argument("--follower", default="auto", choices=["auto", "kkt"],
-                   help="'auto': replace the follower's KKT block by its certified affine map where that is proven "
-                        "exact, KKT elsewhere; 'kkt': KKT in every period (the plain MISOCP) (default: %(default)s)")
+    add_formulation_arguments(p)
     p.add_argument("--time-limit", type=_positive(float), default=120.0, metavar="S",
                    help="seconds per solve (default: %(default)s); the best incumbent is kept when it is hit")
     p.add_argument("--mip-gap", type=_non_negative_float, default=1e-3, metavar="G",
                    help="relative optimality gap to stop at (default: %(default)s)")
+
+
+def add_formulation_arguments(p: argparse.ArgumentParser) -> None:
+    """Model choices shared by ``solve`` and ``run`` (read back with ``formulation_from``)."""
+    from coordinator.blocks.complementarity import STRATEGIES as COMPLEMENTARITY
+
+    p.add_argument("--complementarity", default="bigm", choices=sorted(COMPLEMENTARITY),
+                   help="how the follower's complementarity is enforced where KKT is kept (default: %(default)s)")
+    p.add_argument("--follower", default="auto", choices=["auto", "kkt"],
+                   help="'auto': replace the follower's KKT block by its exact affine map / critical-region "
+                        "disjunction where proven, KKT elsewhere; 'kkt': KKT in every period (the plain MISOCP) "
+                        "(default: %(default)s)")
+    p.add_argument("--voltage-cuts", action="store_true",
+                   help="add LinDistFlow upper-voltage cuts: makes the SOC relaxation exact under reverse flow at "
+                        "the cost of a conservative voltage limit (see docs/formulation.md)")
+
+
+def formulation_from(args: argparse.Namespace):
+    from coordinator.dso_led import Formulation
+
+    return Formulation(complementarity=args.complementarity, follower=args.follower, voltage_cuts=args.voltage_cuts)
 
 
 def default_solver() -> str:
@@ -74,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--periods", type=_positive(int), help="horizon length in steps (default: the scenario's)")
     s.add_argument("--start-hour", type=_non_negative_float, help="first hour of the horizon (default: scenario's)")
     s.add_argument("--step", choices=["1h", "15min"], help="time step (default: the scenario's)")
-    s.add_argument("--scheme", default="dso-led", choices=["dso-led"], help="coordination scheme")
+    s.add_argument("--scheme", default="dso-led", choices=SCHEMES,
+                   help="coordination scheme: the DSO-led bilevel MISOCP or the two-stage TSO-led baseline "
+                        "(default: %(default)s)")
     s.add_argument("--price-mode", choices=["lmp", "tariff"], help="energy price at the PCC (default: scenario's)")
     s.add_argument("--output", type=Path, default=Path("result.json"), help="JSON result file (default: %(default)s)")
     s.add_argument("--no-ac-check", action="store_true", help="skip the pandapower AC check of every ADN and period")
@@ -107,16 +125,20 @@ def _with(cfg, **changes):
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    from coordinator.dso_led import Formulation
     from coordinator.session import PlanningSession
 
     _, case = load_case(args)
     options = SolveOptions(solver=args.solver, time_limit=args.time_limit, mip_gap=args.mip_gap)
     console.print(f"[bold]tsodso solve[/]: {len(case.adns)} ADNs x {case.periods} periods of {case.step_hours} h, "
                   f"scheme {args.scheme}, solver {args.solver}, price mode {case.price_mode}")
-    session = PlanningSession(case, Formulation(complementarity=args.complementarity, follower=args.follower), options)
+    ac_periods = [] if args.no_ac_check else None
     with console.status("solving..."):
-        result = session.solve(case, ac_periods=[] if args.no_ac_check else None)
+        if args.scheme == "tso-led":
+            from coordinator.tso_led import solve_tso_led
+
+            result = solve_tso_led(case, options, ac_periods=ac_periods)
+        else:
+            result = PlanningSession(case, formulation_from(args), options).solve(case, ac_periods=ac_periods)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1, allow_nan=True))
     print_summary(result)
@@ -139,6 +161,14 @@ def print_summary(result: dict) -> None:
         rows.append((key, _fmt(value)))
     for key, value in result.get("checks", {}).items():
         rows.append((f"check: {key}", _fmt(value, ".2e")))
+    tso = result.get("tso_led")
+    if tso:
+        sim = tso["stage1"]["simultaneity"]
+        rows += [("stage 1 (relaxed): BESS ch+dis at once (MWh)", _fmt(sim["bess_charge_discharge_mwh"])),
+                 ("stage 1 (relaxed): prosumer buy+sell at once (MWh)", _fmt(sim["prosumer_buy_sell_mwh"])),
+                 ("stage 1 (relaxed): PCC import+export at once (MWh)", _fmt(sim["pcc_import_export_mwh"])),
+                 ("cost of restoring binaries ($)", _fmt(tso["binary_restoration_cost"])),
+                 ("stage 2 deviation from schedule (MWh)", _fmt(tso["stage2"]["deviation_mwh"]))]
     for key, value in rows:
         table.add_row(key, value)
     Console().print(table)

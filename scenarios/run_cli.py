@@ -18,11 +18,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scenarios.cli import DEFAULT_SCENARIO, UsageError, _non_negative_float, _positive, console
+from scenarios.cli import (
+    DEFAULT_SCENARIO,
+    UsageError,
+    _non_negative_float,
+    _positive,
+    add_formulation_arguments,
+    console,
+    formulation_from,
+)
 
 
 def add_run_parser(sub: Any) -> None:
-    from coordinator.blocks.complementarity import STRATEGIES as COMPLEMENTARITY
     from coordinator.solvers import STRATEGIES
 
     r = sub.add_parser("run", help="the mosaik co-simulation: agents, coordinator every step, AC power flow, HDF5")
@@ -38,10 +45,7 @@ def add_run_parser(sub: Any) -> None:
                    help="seconds per step's solve (default: coordinator.time_limit or 120); the incumbent is kept")
     r.add_argument("--mip-gap", type=_non_negative_float, metavar="G",
                    help="relative optimality gap (default: coordinator.mip_gap or 1e-3)")
-    r.add_argument("--complementarity", default="bigm", choices=sorted(COMPLEMENTARITY),
-                   help="follower complementarity (default: %(default)s)")
-    r.add_argument("--follower", default="auto", choices=["auto", "kkt"],
-                   help="follower representation, as in 'tsodso solve' (default: %(default)s)")
+    add_formulation_arguments(r)
     r.add_argument("--output", type=Path, help="HDF5 results file (default: output.path or results/<name>.h5)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in CI logs)")
     r.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -59,7 +63,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from coordinator.dso_led import Formulation
     from scenarios.config import ScenarioError, load_scenario
     from scenarios.runner import RunFailed, RunSettings, resolve, run_scenario, start_time
 
@@ -67,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
         cfg = load_scenario(args.scenario)
         settings = RunSettings(hours=args.hours, step=args.step, horizon_hours=args.horizon, solver=args.solver,
                                time_limit=args.time_limit, mip_gap=args.mip_gap, output=args.output,
-                               formulation=Formulation(complementarity=args.complementarity, follower=args.follower))
+                               formulation=formulation_from(args))
         plan = resolve(cfg, settings)
     except (ScenarioError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from exc

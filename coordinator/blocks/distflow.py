@@ -16,7 +16,7 @@ Withdrawal = Callable[[int, int], object]  # (bus, t) -> Pyomo expression in MW 
 
 
 def add_distflow(b: pyo.Block, adn: DistributionNetwork, periods: range, p_withdrawal: Withdrawal,
-                 q_withdrawal: Withdrawal) -> None:
+                 q_withdrawal: Withdrawal, voltage_cuts: bool = False) -> None:
     """Add DistFlow variables and constraints to ``b``; ``b.pcc_p[t]`` is the ADN's withdrawal from the TN.
 
     The rotated cones ``P^2 + Q^2 <= v_i * l`` are listed in ``b.cones`` as (constraint, P, Q, v_i, l) so that
@@ -70,6 +70,46 @@ def add_distflow(b: pyo.Block, adn: DistributionNetwork, periods: range, p_withd
     b.pcc_q_def = pyo.Constraint(b.T, rule=pcc_q)
     b.cones = [(b.cone[i, j, t], b.P[i, j, t], b.Q[i, j, t], b.v[i, t], b.l[i, j, t]) for (i, j) in b.L for t in b.T]
     b.losses = pyo.Expression(b.T, rule=lambda _, t: sum(br[i, j].r * b.l[i, j, t] for (i, j) in b.L))
+    if voltage_cuts:
+        add_voltage_cuts(b, adn, p_withdrawal, q_withdrawal)
+
+
+def add_voltage_cuts(b: pyo.Block, adn: DistributionNetwork, p_withdrawal: Withdrawal,
+                     q_withdrawal: Withdrawal) -> None:
+    """Keep the lossless (LinDistFlow) voltage below Vmax^2 at every bus.
+
+    The remedy for an inexact relaxation under reverse flow: when the upper voltage limit binds, the relaxation can
+    inflate ``l`` so that ``x*l`` absorbs reactive power and pulls the voltage down, instead of curtailing PV.
+    The LinDistFlow voltage ignores that term, so bounding it removes the incentive (Gan, Li, Topcu and Low,
+    "Exact convex relaxation of optimal power flow in radial networks", IEEE TAC 2015). It is a restriction:
+    conservative near Vmax, never looser than the exact model's limit.
+    """
+    children = adn.children()
+    br = {(x.i, x.j): x for x in adn.branches}
+    subtree: dict[int, list[int]] = {}
+
+    def collect(j: int) -> list[int]:
+        subtree[j] = [j] + [k for c in children[j] for k in collect(c)]
+        return subtree[j]
+
+    collect(adn.root)
+    parent = {x.j: x.i for x in adn.branches}
+
+    def path(j: int) -> list[tuple[int, int]]:
+        edges = []
+        while j != adn.root:
+            edges.append((parent[j], j))
+            j = parent[j]
+        return edges
+
+    def v_lin(_, j, t):
+        if j == adn.root:
+            return pyo.Constraint.Skip
+        drop = sum(br[e].r * sum(p_withdrawal(k, t) for k in subtree[e[1]])
+                   + br[e].x * sum(q_withdrawal(k, t) for k in subtree[e[1]]) for e in path(j))
+        return b.v[adn.root, t] - 2 * drop <= adn.vmax**2
+
+    b.v_lin_max = pyo.Constraint(b.N, b.T, rule=v_lin)
 
 
 def soc_gap(b: pyo.Block, t: int | None = None) -> float:
