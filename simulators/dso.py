@@ -160,18 +160,21 @@ class DSOSim(mosaik_api_v3.Simulator):
         return time + self.step_seconds
 
     def get_data(self, outputs: dict) -> dict:
-        data: dict[str, dict[str, Any]] = {}
-        for eid, attrs in outputs.items():
-            agent = self.agents[eid]
-            values = {}
-            for attr in attrs:
-                if attr == "offer":
-                    if agent.offer is not None:
-                        values[attr] = agent.offer
-                elif attr in agent.outputs:
-                    values[attr] = copy.deepcopy(agent.outputs[attr])
-            data[eid] = values
-        return data
+        return {eid: agent_values(attrs, self.agents[eid].offer, self.agents[eid].outputs)
+                for eid, attrs in outputs.items()}
+
+
+def agent_values(attrs, offer: Any, outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """An agent's requested outputs: the offer only while one is pending (it ends the same-time loop), the rest
+    as copies (in-process values are shared references)."""
+    values: dict[str, Any] = {}
+    for attr in attrs:
+        if attr == "offer":
+            if offer is not None:
+                values[attr] = offer
+        elif attr in outputs:
+            values[attr] = copy.deepcopy(outputs[attr])
+    return values
 
 
 # --- the agent's physics and forecasts (plain functions, testable without mosaik) ------------------------------------

@@ -15,7 +15,7 @@ import mosaik_api_v3
 import numpy as np
 
 from coordinator.case import TransmissionNetwork
-from simulators.dso import ForecastNoise
+from simulators.dso import ForecastNoise, agent_values
 
 OUTPUTS = ["offer", "load_scale", "demand_mw", "gen_mw", "lmp", "generation_cost"]
 META = {
@@ -102,17 +102,7 @@ class TSOSim(mosaik_api_v3.Simulator):
             self._outputs["generation_cost"] = float(dispatch.get("generation_cost", np.nan))
 
     def get_data(self, outputs: dict) -> dict:
-        data = {}
-        for eid, attrs in outputs.items():
-            values: dict[str, Any] = {}
-            for attr in attrs:
-                if attr == "offer":
-                    if self._offer is not None:
-                        values[attr] = self._offer
-                elif attr in self._outputs:
-                    values[attr] = copy.deepcopy(self._outputs[attr])
-            data[eid] = values
-        return data
+        return {eid: agent_values(attrs, self._offer, self._outputs) for eid, attrs in outputs.items()}
 
     def _tn(self) -> TransmissionNetwork:
         if self.tn is None:
