@@ -14,8 +14,9 @@ import pyomo.environ as pyo
 
 from coordinator.blocks.complementarity import STRATEGIES
 from coordinator.blocks.dcopf import FollowerQP
+from coordinator.blocks.primal import RhsEq, row_expr
 
-RhsEq = Callable[[int, int], object]  # (equality row, t) -> Pyomo expression or number
+__all__ = ["RhsEq", "add_kkt", "check_dual_bounds", "follower_payment"]
 
 
 def add_kkt(b: pyo.Block, qp: FollowerQP, periods: range, rhs_eq: RhsEq, strategy: str = "bigm",
@@ -39,13 +40,8 @@ def add_kkt(b: pyo.Block, qp: FollowerQP, periods: range, rhs_eq: RhsEq, strateg
     b.s = pyo.Var(b.I, b.T, bounds=lambda _, k, t: (0, float(qp.slack_max[k])))
 
     a_eq, a_in = qp.a_eq, qp.a_in
-
-    def row_expr(a, i, t):
-        lo, hi = a.indptr[i], a.indptr[i + 1]
-        return sum(float(v) * b.x[int(j), t] for j, v in zip(a.indices[lo:hi], a.data[lo:hi], strict=True))
-
-    b.primal_eq = pyo.Constraint(b.E, b.T, rule=lambda _, i, t: row_expr(a_eq, i, t) == rhs_eq(i, t))
-    b.primal_in = pyo.Constraint(b.I, b.T, rule=lambda _, k, t: b.s[k, t] == qp.b_in[k] - row_expr(a_in, k, t))
+    b.primal_eq = pyo.Constraint(b.E, b.T, rule=lambda _, i, t: row_expr(a_eq, i, b.x, t) == rhs_eq(i, t))
+    b.primal_in = pyo.Constraint(b.I, b.T, rule=lambda _, k, t: b.s[k, t] == qp.b_in[k] - row_expr(a_in, k, b.x, t))
 
     a_eq_c, a_in_c = a_eq.tocsc(), a_in.tocsc()
 
