@@ -157,6 +157,15 @@ def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.C
     m.scheme = "dso-led"
     m.affine_periods = sorted(affine)
     m.region_periods = hull_periods
+    m.formulation_info = {
+        "follower": formulation.follower, "complementarity": formulation.complementarity,
+        "voltage_cuts": formulation.voltage_cuts, "loss_allowance": formulation.loss_allowance,
+        "affine_periods": sorted(affine), "region_periods": hull_periods, "kkt_periods": kkt_periods,
+        "exact": not formulation.voltage_cuts,
+        "note": ("voltage cuts restrict the feasible set (conservative near Vmax)" if formulation.voltage_cuts
+                 else "every reformulation is exact: affine/region periods are proven, KKT periods are the plain "
+                      "single-level model"),
+    }
     return m
 
 

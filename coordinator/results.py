@@ -163,6 +163,7 @@ def collect(m: pyo.ConcreteModel, case: Case, report: SolveReport, build_time_s:
         "build_time_s": build_time_s,
         "solve_time_s": report.solve_time_s,
         "model": model_size(m),
+        "formulation": getattr(m, "formulation_info", {}),
         "periods": case.periods,
         "step_hours": case.step_hours,
         "start_hour": case.start_hour,

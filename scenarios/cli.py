@@ -155,6 +155,11 @@ def print_summary(result: dict) -> None:
                                             f"{result['build_time_s']:.2f} / {result['solve_time_s']:.2f}"),
             ("model", f"{size['variables']} vars, {size['binaries']} binaries, {size['constraints']} cons, "
                       f"{size['cones']} cones")]
+    form = result.get("formulation") or {}
+    if form:
+        rows.append(("follower per period", f"{len(form['affine_periods'])} affine, {len(form['region_periods'])} "
+                     f"region disjunction, {len(form['kkt_periods'])} KKT; "
+                     + ("exact" if form["exact"] else "NOT exact: " + form["note"])))
     if result.get("message"):
         rows.append(("note", result["message"]))
     for key, value in result.get("kpis", {}).items():
