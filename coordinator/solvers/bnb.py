@@ -92,8 +92,8 @@ def _implied_rounding(form: ConicForm, ints: np.ndarray, x: np.ndarray) -> tuple
     a row with a positive coefficient needs z <= (b - others)/a (z must be 0 when the other side is active).
     Returns the rounded values and a mask of binaries that both sides need (true conflicts, to branch on).
     """
-    lo_row = form.bound_row + 2 * len(form.columns)
-    a = form.A[lo_row:lo_row + form.n_nonneg - 2 * len(form.columns)].tocsc()
+    lo_row = form.bound_row + form.n_bound_rows
+    a = form.A[lo_row:lo_row + form.n_nonneg - form.n_bound_rows].tocsc()
     b = form.b[lo_row:lo_row + a.shape[0]]
     continuous = x.copy()
     continuous[ints] = 0.0  # other binaries adjust with this one: only continuous quantities say what is needed

@@ -119,10 +119,14 @@ class ConicForm:
         for coefs, rhs in eq_rows:
             add(coefs, rhs)
         n_eq = len(b)
-        for i in range(n):
-            add({i: 1.0}, 0.0)
-        for i in range(n):
-            add({i: -1.0}, 0.0)
+        # rows only for finite bounds (binaries always have them, so branching only ever changes b)
+        self.ub_cols = np.flatnonzero(np.isfinite(ub))
+        self.lb_cols = np.flatnonzero(np.isfinite(lb))
+        for i in self.ub_cols:
+            add({int(i): 1.0}, 0.0)
+        for i in self.lb_cols:
+            add({int(i): -1.0}, 0.0)
+        self.n_bound_rows = len(self.ub_cols) + len(self.lb_cols)
         for coefs, rhs in in_rows:
             add(coefs, rhs)
         n_nonneg = len(b) - n_eq
@@ -155,10 +159,14 @@ class ConicForm:
         n = len(self.columns)
         if np.any(lb > ub + 1e-9):
             return ConicSolution("infeasible", None, None)
-        big = 1e8  # Clarabel needs finite rows: an infinite bound becomes a far, inactive one
+        if np.any(np.isfinite(ub) & ~np.isin(np.arange(n), self.ub_cols)) or \
+                np.any(np.isfinite(lb) & ~np.isin(np.arange(n), self.lb_cols)):
+            raise ValueError("a bound was added to a variable that had none when the conic form was built")
         b = self.b.copy()
-        b[self.bound_row:self.bound_row + n] = np.where(np.isfinite(ub), ub, big)
-        b[self.bound_row + n:self.bound_row + 2 * n] = np.where(np.isfinite(lb), -lb, big)
+        start = self.bound_row
+        b[start:start + len(self.ub_cols)] = ub[self.ub_cols]
+        start += len(self.ub_cols)
+        b[start:start + len(self.lb_cols)] = -lb[self.lb_cols]
         cones = [clarabel.ZeroConeT(self.n_eq), clarabel.NonnegativeConeT(self.n_nonneg)]
         cones += [clarabel.SecondOrderConeT(d) for d in self.soc_dims]
         settings = clarabel.DefaultSettings()
