@@ -42,7 +42,8 @@ def adn_result(m: pyo.ConcreteModel, case: Case, a: int) -> dict:
         "pv_used_mw": [sum(float(pyo.value(der.pv[k, t])) for k in der.PV) for t in T],
         "pv": [{"bus": adn.pv_bus[k], "available_mw": [float(x) for x in adn.pv_avail[:, k]],
                 "used_mw": [float(pyo.value(der.pv[k, t])) for t in T]} for k in der.PV],
-        "bess": [{"bus": bess.bus, "charge_mw": [float(pyo.value(der.ch[k, t])) for t in T],
+        "bess": [{"bus": bess.bus, "capacity_mwh": bess.emax - bess.emin,
+                  "charge_mw": [float(pyo.value(der.ch[k, t])) for t in T],
                   "discharge_mw": [float(pyo.value(der.dis[k, t])) for t in T],
                   "soc_mwh": [float(pyo.value(der.soc[k, t])) for t in T]} for k, bess in enumerate(adn.bess)],
         "p2p_intra_mw": _vals(der.p2p_volume, T),
@@ -100,7 +101,9 @@ def kpis(result: dict, case: Case) -> dict:
         k["self_sufficiency"] = 1.0 - _ratio(k["tn_import_mwh"], k["demand_mwh"])
         adn_res["kpis"] = k
         per_adn.append(k)
-    total = {key: float(sum(k[key] for k in per_adn)) for key in per_adn[0] if key.endswith(("_mwh", "_cycles"))}
+    total = {key: float(sum(k[key] for k in per_adn)) for key in per_adn[0] if key.endswith("_mwh")}
+    capacity = sum(b.emax - b.emin for adn in case.adns for b in adn.bess)  # cycles of the fleet, not a sum
+    total["bess_equivalent_cycles"] = float(total["bess_throughput_mwh"] / (2 * capacity)) if capacity > 0 else 0.0
     total["self_consumption"] = _ratio(total["pv_energy_mwh"] - min(total["tn_export_mwh"], total["pv_energy_mwh"]),
                                        total["pv_energy_mwh"])
     total["self_sufficiency"] = 1.0 - _ratio(total["tn_import_mwh"], total["demand_mwh"])

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     from scenarios.run_cli import add_run_parser  # the co-simulation command lives in its own module
 
     add_run_parser(sub)
+    from scenarios.report import add_report_parsers  # report / compare of results files
+
+    add_report_parsers(sub)
     return parser
 
 

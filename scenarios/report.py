@@ -1,0 +1,256 @@
+"""``tsodso report`` and ``tsodso compare``: the KPIs of DESIGN §7 as tables, JSON and PNG plots.
+
+KPIs are computed here from the time series of a ``Run`` (``scenarios.results_io``), the same way for a plan
+(JSON) and a co-simulation (HDF5), so two files of different kinds can be compared. For JSON they equal the
+``kpis`` that ``tsodso solve`` stores (a test checks it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from scenarios.results_io import AdnSeries, Run, load_run
+
+ENERGY_KEYS = ("tn_import_mwh", "tn_export_mwh", "pv_energy_mwh", "demand_mwh", "bess_throughput_mwh",
+               "curtailment_mwh", "p2p_intra_mwh", "p2p_inter_mwh")
+
+
+# --- KPIs -------------------------------------------------------------------------------------------------------
+def adn_kpis(adn: AdnSeries, dt: float) -> dict[str, float]:
+    """Energy KPIs of one ADN (MWh, ratios), plus its voltage range and worst line loading."""
+    pcc = np.nan_to_num(adn.pcc_mw)
+    k = {
+        "tn_import_mwh": float(np.clip(pcc, 0, None).sum() * dt),
+        "tn_export_mwh": float(np.clip(-pcc, 0, None).sum() * dt),
+        "pv_energy_mwh": float(np.nansum(adn.pv_used_mw) * dt),
+        "demand_mwh": float(np.nansum(adn.load_mw) * dt),
+        "bess_throughput_mwh": float((np.nansum(adn.charge_mw) + np.nansum(adn.discharge_mw)) * dt),
+        "curtailment_mwh": float((np.nansum(adn.pv_available_mw) - np.nansum(adn.pv_used_mw)) * dt),
+        "p2p_intra_mwh": float(np.nansum(adn.p2p_intra_mw) * dt),
+        "p2p_inter_mwh": float(np.nansum(adn.p2p_inter_out_mw) * dt),
+    }
+    k["bess_equivalent_cycles"] = _ratio(k["bess_throughput_mwh"], 2 * adn.bess_capacity_mwh)
+    _add_ratios(k)
+    k["v_min_pu"] = _nan_min(adn.v_min_pu)
+    k["v_max_pu"] = _nan_max(adn.v_max_pu)
+    k["line_loading_max_pct"] = _nan_max(adn.line_loading_max_pct) if adn.line_loading_max_pct is not None else math.nan
+    return k
+
+
+def _add_ratios(k: dict[str, float]) -> None:
+    """Self-consumption = (PV - export) / PV; self-sufficiency = 1 - imports / demand (docs/results-schema.md)."""
+    pv = k["pv_energy_mwh"]
+    k["self_consumption"] = _ratio(pv - min(k["tn_export_mwh"], pv), pv) if pv > 1e-12 else 0.0
+    k["self_sufficiency"] = 1.0 - _ratio(k["tn_import_mwh"], k["demand_mwh"]) if k["demand_mwh"] > 1e-12 else 0.0
+
+
+def run_kpis(run: Run) -> dict[str, Any]:
+    """``{"adns": {name: kpis}, "total": kpis}`` with run-level costs, solve statistics and model size in total."""
+    per = {adn.name: adn_kpis(adn, run.step_hours) for adn in run.adns}
+    total: dict[str, float] = {key: float(sum(k[key] for k in per.values())) for key in ENERGY_KEYS}
+    capacity = sum(adn.bess_capacity_mwh for adn in run.adns)
+    total["bess_equivalent_cycles"] = _ratio(total["bess_throughput_mwh"], 2 * capacity)
+    _add_ratios(total)
+    total["v_min_pu"] = min((k["v_min_pu"] for k in per.values()), default=math.nan)
+    total["v_max_pu"] = max((k["v_max_pu"] for k in per.values()), default=math.nan)
+    total["line_loading_max_pct"] = _nan_max(np.array([k["line_loading_max_pct"] for k in per.values()]))
+    total["dso_cost"] = run.dso_cost
+    total["tso_generation_cost"] = run.generation_cost
+    total["solve_time_mean_s"] = _nan_mean(run.solve_time_s)
+    total["solve_time_max_s"] = _nan_max(run.solve_time_s)
+    total["mip_gap"] = run.mip_gap
+    for key in ("variables", "binaries", "cones", "constraints"):
+        total[f"model_{key}"] = float(run.model.get(key, math.nan))
+    return {"file": str(run.path), "source": run.source, "scheme": run.scheme, "adns": per, "total": total}
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den and math.isfinite(den) and den > 1e-12 else math.nan
+
+
+def _nan_min(x) -> float:
+    x = np.asarray(x, dtype=float)
+    return float(np.nanmin(x)) if x.size and np.isfinite(x).any() else math.nan
+
+
+def _nan_max(x) -> float:
+    x = np.asarray(x, dtype=float)
+    return float(np.nanmax(x)) if x.size and np.isfinite(x).any() else math.nan
+
+
+def _nan_mean(x) -> float:
+    x = np.asarray(x, dtype=float)
+    return float(np.nanmean(x)) if x.size and np.isfinite(x).any() else math.nan
+
+
+def kpi_deltas(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """B - A for every KPI, total and per ADN present in both."""
+
+    def diff(x: dict, y: dict) -> dict:
+        return {k: y[k] - x[k] for k in x if k in y}
+
+    return {"total": diff(a["total"], b["total"]),
+            "adns": {name: diff(a["adns"][name], b["adns"][name]) for name in a["adns"] if name in b["adns"]}}
+
+
+# --- tables -----------------------------------------------------------------------------------------------------
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return "0" if abs(value) < 1e-6 else f"{value:.4g}"  # solver noise (1e-8 MW) is not a result
+
+
+def kpi_table(kpis: dict[str, Any], title: str) -> Table:
+    names = list(kpis["adns"])
+    table = Table(title=title)
+    table.add_column("KPI", no_wrap=True)
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_column("total", justify="right", style="bold")
+    for key, value in kpis["total"].items():
+        table.add_row(key, *(_fmt(kpis["adns"][n].get(key, math.nan)) for n in names), _fmt(value))
+    return table
+
+
+def compare_table(a: dict[str, Any], b: dict[str, Any], label_a: str, label_b: str) -> Table:
+    table = Table(title=f"{label_a} vs {label_b} (totals)")
+    for col in ("KPI", label_a, label_b, "B - A", "change"):
+        table.add_column(col, justify="left" if col == "KPI" else "right", no_wrap=col == "KPI")
+    for key, va in a["total"].items():
+        vb = b["total"].get(key, math.nan)
+        delta = vb - va
+        rel = f"{delta / abs(va):+.1%}" if math.isfinite(delta) and abs(va) > 1e-6 else "-"
+        table.add_row(key, _fmt(va), _fmt(vb), _fmt(delta), rel)
+    return table
+
+
+# --- plots ------------------------------------------------------------------------------------------------------
+def write_plots(runs: list[Run], directory: Path) -> list[Path]:
+    """PNG plots, runs overlaid (solid, dashed, ...); returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    styles = ["-", "--", ":", "-."]
+    written = []
+
+    def figure(name: str, title: str, ylabel: str, draw) -> None:
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        for k, run in enumerate(runs):
+            draw(ax, run, styles[k % len(styles)], f" [{run.label}]" if len(runs) > 1 else "")
+        ax.set_title(title)
+        ax.set_xlabel("hour")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        path = directory / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    def colours(k: int):
+        return plt.cm.tab10(k % 10)
+
+    figure("pcc_exchange", "PCC exchange per ADN (> 0: import from the TN)", "MW",
+           lambda ax, r, ls, tag: [ax.plot(r.hours, a.pcc_mw, ls, color=colours(i), label=a.name + tag)
+                                   for i, a in enumerate(r.adns)])
+    figure("bess_soc", "BESS state of charge per ADN (sum over units)", "MWh",
+           lambda ax, r, ls, tag: [ax.plot(r.hours, np.nansum(a.soc_mwh, axis=1), ls, color=colours(i),
+                                           label=a.name + tag) for i, a in enumerate(r.adns)])
+
+    def pv(ax, r, ls, tag):
+        used = np.nansum([a.pv_used_mw for a in r.adns], axis=0)
+        avail = np.nansum([a.pv_available_mw for a in r.adns], axis=0)
+        ax.plot(r.hours, used, ls, color="tab:orange", label="PV used" + tag)
+        ax.plot(r.hours, avail - used, ls, color="tab:red", label="PV curtailed" + tag)
+
+    figure("pv", "PV used and curtailed (all ADNs)", "MW", pv)
+    figure("lmp", "LMP at the PCC buses", "$/MWh",
+           lambda ax, r, ls, tag: [ax.plot(r.hours, r.lmp[b], ls, color=colours(i), label=f"bus {b}{tag}")
+                                   for i, b in enumerate(sorted({a.tn_bus for a in r.adns})) if b in r.lmp])
+
+    def voltage(ax, r, ls, tag):
+        for i, a in enumerate(r.adns):
+            ax.plot(r.hours, a.v_min_pu, ls, color=colours(i), label=f"{a.name} min/max{tag}")
+            ax.plot(r.hours, a.v_max_pu, ls, color=colours(i))
+        ax.text(0.01, 0.02, "; ".join(sorted({x.source for x in runs})), transform=ax.transAxes, fontsize=7)
+
+    figure("voltage", "ADN voltage envelope (AC power flow for runs, optimiser for plans)", "p.u.", voltage)
+    if any(r.solve_time_s.size > 1 for r in runs):
+        figure("solve_time", "Solve time per step", "s",
+               lambda ax, r, ls, tag: ax.plot(r.hours[:r.solve_time_s.size], r.solve_time_s, ls + "o", ms=3,
+                                              label="solve" + tag))
+    return written
+
+
+# --- commands ---------------------------------------------------------------------------------------------------
+def add_report_parsers(sub: Any) -> None:
+    r = sub.add_parser("report", help="KPI table (and JSON / PNG plots) of a results file from 'solve' or 'run'")
+    r.add_argument("results", type=Path, help="JSON from 'tsodso solve' or HDF5 from 'tsodso run'")
+    r.add_argument("--json", type=Path, metavar="FILE", help="write the KPIs as JSON")
+    r.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots into DIR")
+    r.set_defaults(func=cmd_report)
+    c = sub.add_parser("compare", help="two results files side by side: KPI deltas and overlaid plots")
+    c.add_argument("a", type=Path, help="first results file (JSON or HDF5)")
+    c.add_argument("b", type=Path, help="second results file")
+    c.add_argument("--json", type=Path, metavar="FILE", help="write both KPI sets and the deltas B - A as JSON")
+    c.add_argument("--plots", type=Path, metavar="DIR", help="write overlaid PNG plots into DIR")
+    c.set_defaults(func=cmd_compare)
+
+
+def _load(path: Path) -> Run:
+    from scenarios.cli import UsageError
+
+    try:
+        return load_run(path)
+    except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, allow_nan=True))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    run = _load(args.results)
+    kpis = run_kpis(run)
+    out = Console()
+    out.print(kpi_table(kpis, f"{run.label}: {run.scheme}, {run.source}, {len(run.hours)} periods"))
+    if "tso_led" in run.extra:
+        sim = run.extra["tso_led"]["stage1"]["simultaneity"]
+        out.print(f"TSO-led stage 1 (relaxed): BESS ch+dis at once {sim['bess_charge_discharge_mwh']:.4g} MWh, "
+                  f"prosumer buy+sell {sim['prosumer_buy_sell_mwh']:.4g} MWh, PCC import+export "
+                  f"{sim['pcc_import_export_mwh']:.4g} MWh; cost of restoring binaries "
+                  f"{run.extra['tso_led']['binary_restoration_cost']:.4g} $")
+    if args.json:
+        _write_json(args.json, kpis | {k: v for k, v in run.extra.items()})
+    if args.plots:
+        for path in write_plots([run], args.plots):
+            out.print(f"plot: {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    a, b = _load(args.a), _load(args.b)
+    if a.label == b.label:
+        a.label, b.label = f"A:{a.label}", f"B:{b.label}"
+    ka, kb = run_kpis(a), run_kpis(b)
+    Console().print(compare_table(ka, kb, a.label, b.label))
+    if args.json:
+        _write_json(args.json, {"a": ka, "b": kb, "delta_b_minus_a": kpi_deltas(ka, kb)})
+    if args.plots:
+        for path in write_plots([a, b], args.plots):
+            Console().print(f"plot: {path}")
+    return 0
