@@ -295,3 +295,19 @@ def _failed(m: pyo.ConcreteModel, case: Case, rep: SolveReport, build: float, me
     report = SolveReport(status=ERROR, termination=rep.termination, objective=None, bound=None,
                          solve_time_s=rep.solve_time_s, solver=rep.solver, message=message)
     return collect(m, case, report, build) | {"scheme": "tso-led"}
+
+
+class TsoLedPlanner:
+    """The baseline as a co-simulation planner (``simulators.coordinator_sim.Planner``): both stages every step.
+
+    Nothing is re-used between steps (stage 2 depends on stage 1's schedule and prices), so the build time is paid
+    every step; it is reported as ``build_time_s`` like the DSO-led session's.
+    """
+
+    scheme = "tso-led"
+
+    def __init__(self, solve_options: SolveOptions, options: TsoLedOptions = TsoLedOptions()) -> None:
+        self.solve_options, self.options = solve_options, options
+
+    def plan(self, case: Case) -> dict:
+        return solve_tso_led(case, self.solve_options, self.options, ac_periods=[0])

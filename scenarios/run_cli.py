@@ -20,6 +20,7 @@ from rich.table import Table
 
 from scenarios.cli import (
     DEFAULT_SCENARIO,
+    SCHEMES,
     UsageError,
     _non_negative_float,
     _positive,
@@ -46,6 +47,8 @@ def add_run_parser(sub: Any) -> None:
     r.add_argument("--mip-gap", type=_non_negative_float, metavar="G",
                    help="relative optimality gap (default: coordinator.mip_gap or 1e-3)")
     add_formulation_arguments(r)
+    r.add_argument("--scheme", default="dso-led", choices=SCHEMES,
+                   help="coordination scheme solved every step (default: %(default)s)")
     r.add_argument("--output", type=Path, help="HDF5 results file (default: output.path or results/<name>.h5)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in CI logs)")
     r.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -72,11 +75,16 @@ def _run(args: argparse.Namespace) -> int:
                                time_limit=args.time_limit, mip_gap=args.mip_gap, output=args.output,
                                formulation=formulation_from(args))
         plan = resolve(cfg, settings)
+        if args.scheme == "tso-led":
+            from coordinator.tso_led import TsoLedPlanner
+
+            settings.planner = TsoLedPlanner(plan.solve)
     except (ScenarioError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from exc
     console.print(f"[bold]tsodso run[/] {cfg.name}: {len(cfg.adns)} ADNs, {plan.steps} steps of "
                   f"{plan.step_minutes} min from {start_time(cfg):%Y-%m-%d %H:%M}, horizon {plan.horizon} periods, "
-                  f"solver {plan.solve.solver} (limit {plan.solve.time_limit:g} s/step) -> {plan.output}")
+                  f"scheme {args.scheme}, solver {plan.solve.solver} (limit {plan.solve.time_limit:g} s/step) "
+                  f"-> {plan.output}")
     t0 = start_time(cfg)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,

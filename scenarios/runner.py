@@ -305,7 +305,8 @@ def _build_core(world: mosaik.World, cfg: ScenarioConfig, plan: RunPlan, run_cas
                "run": json.dumps({"steps": plan.steps, "step_minutes": plan.step_minutes, "horizon": plan.horizon,
                                   "start_hour": plan.start_hour, "solve": asdict(plan.solve),
                                   "forecast_noise": plan.noise.sigma, "forecast_seed": plan.noise.seed,
-                                  "planner": type(planner).__name__ if planner else "SessionPlanner"})})
+                                  "planner": type(planner).__name__ if planner else "SessionPlanner",
+                                  "scheme": getattr(planner, "scheme", "dso-led")})})
 
     for n in names:
         world.connect(agents[n], hub, ("offer", "offer"))

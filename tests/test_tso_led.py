@@ -110,3 +110,16 @@ def test_result_has_the_dso_led_schema() -> None:
     lmp = tso["tn"]["lmp"]
     payment = sum(lmp[str(adn["tn_bus"])][t] * adn["pcc_mw"][t] for adn in tso["adns"] for t in range(case.periods))
     assert tso["objective"] > payment * case.step_hours  # plus non-negative operating costs
+
+
+def test_run_command_with_the_tso_led_scheme(tmp_path) -> None:
+    from scenarios.cli import main
+    from scenarios.results_io import load_run
+    from simulators.recorder import read_run
+
+    path = tmp_path / "tso.h5"
+    assert main(["run", "small_2adn", "--hours", "1", "--horizon", "2", "--scheme", "tso-led",
+                 "--output", str(path), "--no-progress"]) == 0
+    data = read_run(str(path))
+    assert [str(s) for s in data["/Coordinator/hub/status"]] == ["optimal"]
+    assert load_run(path).scheme == "tso-led"
