@@ -123,3 +123,15 @@ def test_run_command_with_the_tso_led_scheme(tmp_path) -> None:
     data = read_run(str(path))
     assert [str(s) for s in data["/Coordinator/hub/status"]] == ["optimal"]
     assert load_run(path).scheme == "tso-led"
+
+
+def test_fast_and_scip_agree_on_both_stages() -> None:
+    from coordinator.tso_led import solve_tso_led
+
+    case = toy_case(periods=3, n_adns=2, fmax=40.0)
+    fast = solve_tso_led(case, FAST, ac_periods=[])
+    scip = solve_tso_led(case, SolveOptions(solver="scip", mip_gap=1e-7, time_limit=60), ac_periods=[])
+    assert fast["status"] == scip["status"] == "optimal"
+    assert fast["tso_led"]["stage1"]["generation_cost"] == pytest.approx(scip["tso_led"]["stage1"]["generation_cost"],
+                                                                         rel=1e-6)
+    assert fast["objective"] == pytest.approx(scip["objective"], rel=1e-4)
