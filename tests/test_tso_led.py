@@ -82,8 +82,9 @@ def test_relaxed_schedule_charges_and_discharges_at_once_and_stage2_does_not() -
     assert res["tso_led"]["stage2"]["deviation_mwh"] < 1e-5  # the schedule itself stays feasible
 
 
-def test_stage2_keeps_binaries_and_tracks_the_schedule() -> None:
-    case = toy_case(periods=4, n_adns=2, fmax=40.0)
+@pytest.mark.parametrize("price_mode", ["lmp", "tariff"])
+def test_stage2_keeps_binaries_and_tracks_the_schedule(price_mode: str) -> None:
+    case = toy_case(periods=4, n_adns=2, fmax=40.0, price_mode=price_mode)
     run = run_tso_led(case, FAST)
     assert run.result["status"] == "optimal"
     assert_no_simultaneous(run.stage2, case)
