@@ -17,7 +17,6 @@ Usage: ``python benchmarks/scaling.py --help``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import multiprocessing as mp
@@ -32,47 +31,15 @@ from typing import Any
 
 from coordinator.solvers import STRATEGIES
 
+try:  # benchmarks/ is not a package: run as a script, its directory is on sys.path
+    from benchmarks.cases import scenario_with_adns
+except ModuleNotFoundError:
+    from cases import scenario_with_adns
+
 DEFAULT_SCENARIO = "ieee30_5adn"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "scaling.json"
 COLUMNS = ("adns", "periods", "variables", "binaries", "constraints", "cones", "build_s", "solve_s", "total_s",
            "status", "gap")
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Case with N ADNs
-
-
-def host_buses(tn_case: str) -> list[int]:
-    """TN load buses that are not generator (or external grid) buses: where an extra ADN may be hosted."""
-    from coordinator.networks import pandapower_net, tn_load_buses
-
-    net = pandapower_net(tn_case)
-    gen_buses = {int(b) for table in (net.gen, net.ext_grid, net.sgen) for b in table.bus}
-    return [b for b in tn_load_buses(tn_case) if b not in gen_buses]
-
-
-def scenario_with_adns(scenario: str, n: int):  # noqa: ANN201 - returns scenarios.config.ScenarioConfig
-    """The scenario with its first ``n`` ADNs; beyond its own, copies of them (cyclically) at free host buses."""
-    from scenarios.config import load_scenario
-
-    cfg = load_scenario(scenario)
-    base = list(cfg.adns)
-    adns = base[:n]
-    if n > len(base):
-        used = {a.tn_bus for a in base}
-        free = [b for b in host_buses(cfg.tn.case) if b not in used]
-        extra = n - len(base)
-        if extra > len(free):
-            raise ValueError(f"{n} ADNs need {extra} free host buses in {cfg.tn.case}; only {len(free)}: {free}")
-        names = {a.name for a in base}
-        for k in range(extra):
-            src = base[k % len(base)]
-            name = f"adn{len(base) + k + 1}"
-            while name in names:
-                name += "x"
-            names.add(name)
-            adns.append(dataclasses.replace(src, name=name, tn_bus=free[k]))
-    return dataclasses.replace(cfg, adns=tuple(adns))
 
 
 # --------------------------------------------------------------------------------------------------------------------
