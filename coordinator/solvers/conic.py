@@ -16,6 +16,9 @@ import pyomo.environ as pyo
 import scipy.sparse as sp
 from pyomo.repn import generate_standard_repn
 
+# statuses that a second attempt would not change ("Almost...Infeasible" is numerical doubt: retried, then an error)
+_FINAL = ("Solved", "AlmostSolved", "PrimalInfeasible", "DualInfeasible", "MaxTime")
+
 
 @dataclass
 class ConicSolution:
@@ -169,20 +172,28 @@ class ConicForm:
         b[start:start + len(self.lb_cols)] = -lb[self.lb_cols]
         cones = [clarabel.ZeroConeT(self.n_eq), clarabel.NonnegativeConeT(self.n_nonneg)]
         cones += [clarabel.SecondOrderConeT(d) for d in self.soc_dims]
-        settings = clarabel.DefaultSettings()
-        settings.verbose = False
-        settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = tol
-        settings.presolve_enable = True
-        if time_limit is not None:
-            settings.time_limit = max(time_limit, 0.1)
-        sol = clarabel.DefaultSolver(self.P, self.q, self.A, b, cones, settings).solve()
+        sol = self._clarabel(b, cones, tol, time_limit, presolve=True, max_iter=200)
         status = str(sol.status)
+        if status not in _FINAL:  # numerical trouble: once more without presolve and with more iterations
+            sol = self._clarabel(b, cones, 10 * tol, time_limit, presolve=False, max_iter=500)
+            status = str(sol.status)
         if status in ("Solved", "AlmostSolved"):
             x = np.array(sol.x)
             return ConicSolution("optimal", x, self.sense * (float(sol.obj_val) + self.obj_const))
-        if "Infeasible" in status:
+        if status in ("PrimalInfeasible", "DualInfeasible"):
             return ConicSolution("infeasible", None, None)
         return ConicSolution("error", None, None)
+
+    def _clarabel(self, b: np.ndarray, cones: list, tol: float, time_limit: float | None, presolve: bool,
+                  max_iter: int):
+        settings = clarabel.DefaultSettings()
+        settings.verbose = False
+        settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = tol
+        settings.presolve_enable = presolve
+        settings.max_iter = max_iter
+        if time_limit is not None:
+            settings.time_limit = max(time_limit, 0.1)
+        return clarabel.DefaultSolver(self.P, self.q, self.A, b, cones, settings).solve()
 
     def load(self, x: np.ndarray) -> None:
         for var, value in zip(self.columns, x, strict=True):
