@@ -40,6 +40,7 @@ def solve_fast(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
     heap = [(root.objective, next(counter), form.lb.copy(), form.ub.copy(), root.x)]
     nodes = 0
     closed_bound = np.inf  # relaxation values of nodes closed by the gap test: still part of the proven bound
+    unsolved = 0
     while heap and time.perf_counter() < deadline:
         bound = heap[0][0]
         if best_x is not None and _gap(best_obj, bound) <= options.mip_gap:
@@ -68,18 +69,26 @@ def solve_fast(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
             child_lb, child_ub = lb.copy(), ub.copy()
             child_lb[k] = child_ub[k] = value
             child = form.solve(child_lb, child_ub, time_limit=_left(deadline))
-            if child.status == "optimal" and child.objective < best_obj:
+            if child.status == "error":  # unsolved, not pruned: its parent's bound stays in the proven bound
+                closed_bound = min(closed_bound, node_obj)
+                unsolved += 1
+            elif child.status == "optimal" and child.objective < best_obj:
                 heapq.heappush(heap, (child.objective, next(counter), child_lb, child_ub, child.x))
     bound = min(heap[0][0] if heap else np.inf, closed_bound, best_obj)
     if best_x is None:
-        if not heap:
+        if not heap and not unsolved:
             return _report(INFEASIBLE, None, None, start, f"no integer-feasible node ({nodes} nodes)")
+        if not heap:
+            return _report(NO_SOLUTION, None, closed_bound, start,
+                           f"{unsolved} nodes failed numerically in Clarabel; no incumbent")
         return _report(NO_SOLUTION, None, heap[0][0], start, f"time limit after {nodes} nodes without incumbent")
     x = best_x.copy()
     x[ints] = np.round(x[ints])
     form.load(x)
     status = OPTIMAL if _gap(best_obj, bound) <= options.mip_gap else FEASIBLE
-    message = f"{nodes} nodes" + ("" if status == OPTIMAL else "; stopped at the time limit, best incumbent loaded")
+    message = f"{nodes} nodes" + (f", {unsolved} failed numerically (their bound kept)" if unsolved else "")
+    if status == FEASIBLE:
+        message += "; stopped at the time limit, best incumbent loaded" if heap else "; gap left by unsolved nodes"
     return _report(status, best_obj, bound, start, message)
 
 
