@@ -109,19 +109,46 @@ def _implied_rounding(form: ConicForm, ints: np.ndarray, x: np.ndarray) -> tuple
     full = a @ continuous
     need_one = np.zeros(len(ints), dtype=bool)
     need_zero = np.zeros(len(ints), dtype=bool)
+    strength = np.zeros(len(ints))  # how much of its guard a binary's guarded quantity uses
     for pos, k in enumerate(ints):
         rows = a.indices[a.indptr[k]:a.indptr[k + 1]]
         coef = a.data[a.indptr[k]:a.indptr[k + 1]]
         others = full[rows]
         neg, posc = coef < 0, coef > 0
         if neg.any():
-            need_one[pos] = np.max((others[neg] - b[rows][neg]) / -coef[neg]) > 1e-6
+            strength[pos] = np.max((others[neg] - b[rows][neg]) / -coef[neg])
+            need_one[pos] = strength[pos] > 1e-6
         if posc.any():
             need_zero[pos] = np.min((b[rows][posc] - others[posc]) / coef[posc]) < 1 - 1e-6
     rounded = np.where(need_one & ~need_zero, 1.0, 0.0)
     conflict = need_one & need_zero
     rounded[conflict] = np.round(x[ints][conflict])
+    _repair_binary_rows(a, b, ints, rounded, strength, conflict)
     return rounded, conflict
+
+
+def _repair_binary_rows(a, b: np.ndarray, ints: np.ndarray, rounded: np.ndarray, strength: np.ndarray,
+                        conflict: np.ndarray) -> None:
+    """Rows among binaries only (``y_sell + y_buy <= 1``) that the rounding violates: keep the binaries whose
+    guarded quantity is largest, drop the others to 0, and mark them all as conflicts to branch on."""
+    pos_of = {int(k): p for p, k in enumerate(ints)}
+    rows = a.tocsr()
+    value = np.zeros(a.shape[1])
+    value[ints] = rounded
+    for r in np.flatnonzero(rows @ value > b + 1e-9):
+        cols = rows.indices[rows.indptr[r]:rows.indptr[r + 1]]
+        coefs = rows.data[rows.indptr[r]:rows.indptr[r + 1]]
+        if not all(int(c) in pos_of for c in cols):
+            continue
+        members = [(strength[pos_of[int(c)]], pos_of[int(c)], w) for c, w in zip(cols, coefs, strict=True)]
+        total = float(coefs @ value[cols])
+        for _, p, w in sorted(m for m in members if m[2] > 0 and rounded[m[1]] == 1.0):
+            if total <= b[r] + 1e-9:
+                break
+            rounded[p] = 0.0
+            total -= w
+        for _, p, _ in members:
+            conflict[p] = True
 
 
 def _left(deadline: float) -> float | None:
