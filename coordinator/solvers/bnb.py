@@ -35,6 +35,8 @@ def solve_fast(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
     root = form.solve(form.lb, form.ub, time_limit=_left(deadline))
     if root.status == "infeasible":
         return _report(INFEASIBLE, None, None, start, "the continuous relaxation is infeasible")
+    if root.status == "time_limit":
+        return _report(NO_SOLUTION, None, None, start, "time limit reached while solving the root relaxation")
     if root.status != "optimal":
         return _report(ERROR, None, None, start, "Clarabel failed on the root relaxation")
     heap = [(root.objective, next(counter), form.lb.copy(), form.ub.copy(), root.x)]
@@ -69,7 +71,7 @@ def solve_fast(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
             child_lb, child_ub = lb.copy(), ub.copy()
             child_lb[k] = child_ub[k] = value
             child = form.solve(child_lb, child_ub, time_limit=_left(deadline))
-            if child.status == "error":  # unsolved, not pruned: its parent's bound stays in the proven bound
+            if child.status in ("error", "time_limit"):  # unsolved, not pruned: its parent's bound stays in the proven bound
                 closed_bound = min(closed_bound, node_obj)
                 unsolved += 1
             elif child.status == "optimal" and child.objective < best_obj:

@@ -22,7 +22,7 @@ _FINAL = ("Solved", "AlmostSolved", "PrimalInfeasible", "DualInfeasible", "MaxTi
 
 @dataclass
 class ConicSolution:
-    status: str  # "optimal" | "infeasible" | "error"
+    status: str  # "optimal" | "infeasible" | "time_limit" | "error"
     x: np.ndarray | None
     objective: float | None
 
@@ -182,6 +182,8 @@ class ConicForm:
             return ConicSolution("optimal", x, self.sense * (float(sol.obj_val) + self.obj_const))
         if status in ("PrimalInfeasible", "DualInfeasible"):
             return ConicSolution("infeasible", None, None)
+        if status == "MaxTime":
+            return ConicSolution("time_limit", None, None)
         return ConicSolution("error", None, None)
 
     def _clarabel(self, b: np.ndarray, cones: list, tol: float, time_limit: float | None, presolve: bool,
