@@ -71,7 +71,7 @@ def solve_fast(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
             child_lb, child_ub = lb.copy(), ub.copy()
             child_lb[k] = child_ub[k] = value
             child = form.solve(child_lb, child_ub, time_limit=_left(deadline))
-            if child.status in ("error", "time_limit"):  # unsolved, not pruned: its parent's bound stays in the proven bound
+            if child.status in ("error", "time_limit"):  # unsolved, not pruned: its parent's bound stays
                 closed_bound = min(closed_bound, node_obj)
                 unsolved += 1
             elif child.status == "optimal" and child.objective < best_obj:
