@@ -47,9 +47,11 @@ COLUMNS = ("adns", "periods", "variables", "binaries", "constraints", "cones", "
 
 
 def run_one(scenario: str, n_adns: int, periods: int, solver: str, time_limit: float, mip_gap: float,
-            complementarity: str) -> dict[str, Any]:
+            complementarity: str, scheme: str = "dso-led", follower: str = "kkt",
+            share_hosts: bool = False) -> dict[str, Any]:
     """Build and solve one combination; always returns a row (``status='error'`` with the message on failure)."""
-    row: dict[str, Any] = {"adns": n_adns, "periods": periods, "status": "error"}
+    row: dict[str, Any] = {"scheme": scheme, "follower": follower, "adns": n_adns, "periods": periods,
+                           "status": "error"}
     wall = time.perf_counter()
     try:
         from coordinator.dso_led import Formulation
@@ -58,12 +60,16 @@ def run_one(scenario: str, n_adns: int, periods: int, solver: str, time_limit: f
         from scenarios.config import build_case
 
         start = time.perf_counter()
-        cfg = scenario_with_adns(scenario, n_adns)
+        cfg = scenario_with_adns(scenario, n_adns, share_hosts)
         case = build_case(cfg, periods=periods)
         row["case_s"] = time.perf_counter() - start
         row["tn_buses"] = [a.tn_bus for a in case.adns]
         options = SolveOptions(solver=solver, time_limit=time_limit, mip_gap=mip_gap)
-        session = PlanningSession(case, Formulation(complementarity=complementarity), options)
+        if scheme == "tso-led":
+            row.update(_run_tso_led(case, options))
+            row["wall_s"] = time.perf_counter() - wall
+            return row
+        session = PlanningSession(case, Formulation(complementarity=complementarity, follower=follower), options)
         start = time.perf_counter()
         result = session.solve(case, ac_periods=[])
         call_s = time.perf_counter() - start
@@ -77,6 +83,22 @@ def run_one(scenario: str, n_adns: int, periods: int, solver: str, time_limit: f
         row["message"] = f"{type(exc).__name__}: {exc}"
         row["traceback"] = traceback.format_exc(limit=5)
     row["wall_s"] = time.perf_counter() - wall
+    return row
+
+
+def _run_tso_led(case: Any, options: Any) -> dict[str, Any]:
+    """Both TSO-led stages; size columns are the larger stage (stage 1: TN + all ADNs relaxed) plus stage 2's."""
+    from coordinator.tso_led import solve_tso_led
+
+    start = time.perf_counter()
+    result = solve_tso_led(case, options, ac_periods=[])
+    total = time.perf_counter() - start
+    stage1 = result.get("tso_led", {}).get("stage1", {}).get("model", {})
+    row = dict(result["model"])
+    row.update({f"stage1_{k}": v for k, v in stage1.items()})
+    row.update(build_s=result["build_time_s"], solve_s=result["solve_time_s"], total_s=total,
+               status=result["status"], termination=result["termination"], gap=result["mip_gap"],
+               objective=result.get("objective"), message=result.get("message", ""))
     return row
 
 
@@ -188,6 +210,37 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
     return env
 
 
+def plot_scaling(paths: list[Path], output: Path) -> None:
+    """Size (variables, binaries, cones, constraints) and solve time against the number of ADNs, per result file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = ("variables", "binaries", "constraints", "cones", "solve_s")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6))
+    for path in paths:
+        rows = [r for r in json.loads(Path(path).read_text())["rows"] if r.get("variables") is not None]
+        for (scheme, periods) in sorted({(r.get("scheme", "dso-led"), r["periods"]) for r in rows}):
+            sel = sorted((r for r in rows if r.get("scheme", "dso-led") == scheme and r["periods"] == periods),
+                         key=lambda r: r["adns"])
+            label = f"{scheme}, {periods} h ({Path(path).stem})"
+            for ax, key in zip(axes, metrics, strict=True):
+                pts = [(r["adns"], r.get(key)) for r in sel
+                       if key != "solve_s" or r.get("status") in ("optimal", "feasible")]  # time of a solution only
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+    for ax, key in zip(axes, metrics, strict=True):
+        ax.set_xlabel("ADNs")
+        ax.set_title(key.replace("_s", " time (s)"))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # CLI
 
@@ -222,6 +275,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="relative gap to stop at (default: %(default)s, as 'tsodso solve')")
     p.add_argument("--complementarity", default="bigm", choices=sorted(COMPLEMENTARITY),
                    help="complementarity formulation of the follower's KKT (default: %(default)s)")
+    p.add_argument("--scheme", default="dso-led", choices=["dso-led", "tso-led"],
+                   help="coordination scheme (default: %(default)s); tso-led sizes are stage 2 (the DSOs' MISOCPs) "
+                        "with stage 1 in stage1_* columns of the JSON")
+    p.add_argument("--follower", default="kkt", choices=["kkt", "auto"],
+                   help="dso-led follower form: 'kkt' the plain MISOCP (default), 'auto' the fast exact one")
+    p.add_argument("--share-hosts", action="store_true",
+                   help="let ADNs share a TN host bus when there are more ADNs than free load buses (20 on case30)")
+    p.add_argument("--plot", type=Path, nargs="+", metavar="JSON",
+                   help="do not run: plot model size and solve time against ADNs from result files (one line per "
+                        "file and scheme) into --plot-output")
+    p.add_argument("--plot-output", type=Path, default=Path("benchmarks/results/scaling.png"),
+                   help="PNG written by --plot (default: %(default)s)")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                    help="JSON file, rewritten after every run (default: benchmarks/results/scaling.json)")
     p.add_argument("--watchdog", type=float, default=None, metavar="S",
@@ -239,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(args.render.read_text())
         print(markdown_table(data["rows"]))
         return 0
+    if args.plot:
+        plot_scaling(args.plot, args.plot_output)
+        print(f"plot written to {args.plot_output}")
+        return 0
 
     env = environment(args)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -252,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         for t in args.periods:
             kwargs = {"scenario": args.scenario, "n_adns": n, "periods": t, "solver": args.solver,
                       "time_limit": args.time_limit, "mip_gap": args.mip_gap,
-                      "complementarity": args.complementarity}
+                      "complementarity": args.complementarity, "scheme": args.scheme, "follower": args.follower,
+                      "share_hosts": args.share_hosts}
             row = run_one(**kwargs) if args.in_process else run_isolated(kwargs, watchdog)
             rows.append(row)
             print(format_line(row, widths), flush=True)
