@@ -20,12 +20,9 @@ solve. Building the ``Case`` (``case_s``) is stored but not in ``total_s``. Usag
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
-import multiprocessing as mp
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -33,14 +30,15 @@ import sys
 import tempfile
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 try:  # benchmarks/ is not a package: run as a script, its directory is on sys.path
     from benchmarks.cases import build_case_with_adns
+    from benchmarks.runs import machine, run_isolated
 except ModuleNotFoundError:
     from cases import build_case_with_adns
+    from runs import machine, run_isolated
 
 DEFAULT_SCENARIO = "ieee30_5adn"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -94,42 +92,13 @@ def run_one(scenario: str, n_adns: int, periods: int, start_hour: float | None, 
     return row
 
 
-def _child(conn: Any, kwargs: dict[str, Any]) -> None:
-    conn.send(run_one(**kwargs))
-    conn.close()
-
-
-def run_isolated(kwargs: dict[str, Any], watchdog_s: float) -> dict[str, Any]:
-    """``run_one`` in a spawned child; a crash or a run past ``watchdog_s`` becomes an error row."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, kwargs), daemon=True)
-    start = time.perf_counter()
-    proc.start()
-    child.close()
-    row: dict[str, Any] | None = None
-    if parent.poll(watchdog_s):
-        try:
-            row = parent.recv()
-        except EOFError:
-            row = None
-    proc.join(timeout=10)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-    if row is None:
-        why = f"exit code {proc.exitcode}" if proc.exitcode is not None else "killed"
-        if time.perf_counter() - start >= watchdog_s:
-            why = f"no answer within the {watchdog_s:.0f} s watchdog; killed"
-        row = {"adns": kwargs["n_adns"], "periods": kwargs["periods"], "follower": kwargs["follower"],
-               "solver": kwargs["solver"], "status": "error", "message": f"child process failed ({why})",
-               "wall_s": time.perf_counter() - start}
-    return row
-
-
 def run(kwargs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     limit = kwargs["time_limit"] or 3600.0
-    return run_one(**kwargs) if args.in_process else run_isolated(kwargs, 2 * limit + 600)
+    if args.in_process:
+        return run_one(**kwargs)
+    identity = {key: kwargs[key] for key in ("follower", "solver")} | {"adns": kwargs["n_adns"],
+                                                                       "periods": kwargs["periods"]}
+    return run_isolated(run_one, kwargs, 2 * limit + 600, identity)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -209,20 +178,9 @@ def target_cells(r: dict[str, Any], label: str) -> list[str]:
 
 
 def environment(args: argparse.Namespace) -> dict[str, Any]:
-    env: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": os.getloadavg(),
-        "scenario": args.scenario,
-        "argv": sys.argv[1:],
+    env = machine(("pyomo", "pyscipopt", "clarabel", "pandapower")) | {
+        "load_average_at_start": os.getloadavg(), "scenario": args.scenario, "argv": sys.argv[1:],
     }
-    for pkg in ("pyomo", "pyscipopt", "clarabel", "pandapower"):
-        try:
-            env[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
     try:
         git = ["git", "-C", str(Path(__file__).resolve().parent)]
         env["git_commit"] = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

@@ -17,15 +17,10 @@ Usage: ``python benchmarks/scaling.py --help``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import multiprocessing as mp
-import os
-import platform
 import sys
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +28,10 @@ from coordinator.solvers import STRATEGIES
 
 try:  # benchmarks/ is not a package: run as a script, its directory is on sys.path
     from benchmarks.cases import scenario_with_adns
+    from benchmarks.runs import machine, run_isolated
 except ModuleNotFoundError:
     from cases import scenario_with_adns
+    from runs import machine, run_isolated
 
 DEFAULT_SCENARIO = "ieee30_5adn"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "scaling.json"
@@ -102,38 +99,6 @@ def _run_tso_led(case: Any, options: Any) -> dict[str, Any]:
     return row
 
 
-def _child(conn, kwargs: dict[str, Any]) -> None:  # noqa: ANN001 - multiprocessing Connection
-    conn.send(run_one(**kwargs))
-    conn.close()
-
-
-def run_isolated(kwargs: dict[str, Any], watchdog_s: float) -> dict[str, Any]:
-    """``run_one`` in a spawned child; a crash (signal) or a run past ``watchdog_s`` becomes an error row."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, kwargs), daemon=True)
-    start = time.perf_counter()
-    proc.start()
-    child.close()
-    row: dict[str, Any] | None = None
-    if parent.poll(watchdog_s):
-        try:
-            row = parent.recv()
-        except EOFError:  # the child died before sending
-            row = None
-    proc.join(timeout=10)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-    if row is None:
-        why = f"exit code {proc.exitcode}" if proc.exitcode is not None else "killed"
-        if time.perf_counter() - start >= watchdog_s:
-            why = f"no answer within the {watchdog_s:.0f} s watchdog; killed"
-        row = {"adns": kwargs["n_adns"], "periods": kwargs["periods"], "status": "error",
-               "message": f"child process failed ({why})", "wall_s": time.perf_counter() - start}
-    return row
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Output
 
@@ -184,22 +149,10 @@ def print_rich(rows: list[dict[str, Any]], title: str) -> None:
 
 def environment(args: argparse.Namespace) -> dict[str, Any]:
     """Machine, versions and settings, stored next to the rows."""
-    env: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "scenario": args.scenario,
-        "solver": args.solver,
-        "time_limit_s": args.time_limit,
-        "mip_gap": args.mip_gap,
-        "complementarity": args.complementarity,
+    env = machine(("pyomo", "pyscipopt", "clarabel", "gurobipy", "pandapower")) | {
+        "scenario": args.scenario, "solver": args.solver, "time_limit_s": args.time_limit, "mip_gap": args.mip_gap,
+        "complementarity": args.complementarity, "scheme": args.scheme, "follower": args.follower,
     }
-    for pkg in ("pyomo", "pyscipopt", "gurobipy", "pandapower"):
-        try:
-            env[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
     try:
         import pyscipopt
 
@@ -323,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                       "time_limit": args.time_limit, "mip_gap": args.mip_gap,
                       "complementarity": args.complementarity, "scheme": args.scheme, "follower": args.follower,
                       "share_hosts": args.share_hosts}
-            row = run_one(**kwargs) if args.in_process else run_isolated(kwargs, watchdog)
+            identity = {"adns": n, "periods": t}
+            row = run_one(**kwargs) if args.in_process else run_isolated(run_one, kwargs, watchdog, identity)
             rows.append(row)
             print(format_line(row, widths), flush=True)
             if row["status"] == "error":
