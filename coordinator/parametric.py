@@ -72,7 +72,8 @@ def region_of(qp: FollowerQP, demand: dict[int, float], buses: list[int], active
         return None
     x0, S, lam0, L, mu_a0, mu_a = sol
     n_in = qp.a_in.shape[0]
-    inactive = [k for k in range(n_in) if k not in set(active)]
+    is_active = set(active)
+    inactive = [k for k in range(n_in) if k not in is_active]
     a_in = qp.a_in.tocsr()
     g0 = np.concatenate([qp.b_in[inactive] - a_in[inactive] @ x0, mu_a0])
     G = np.vstack([-(a_in[inactive] @ S), mu_a]) if len(buses) else np.zeros((len(g0), 0))

@@ -96,20 +96,27 @@ def kpis(result: dict, case: Case) -> dict:
             "p2p_intra_mwh": float(np.sum(adn_res["p2p_intra_mw"]) * dt),
             "p2p_inter_mwh": float(np.sum(adn_res["p2p_inter_out_mw"]) * dt),
         }
-        k["self_consumption"] = _ratio(k["pv_energy_mwh"] - min(k["tn_export_mwh"], k["pv_energy_mwh"]),
-                                       k["pv_energy_mwh"])
-        k["self_sufficiency"] = 1.0 - _ratio(k["tn_import_mwh"], k["demand_mwh"])
+        add_ratios(k)
         adn_res["kpis"] = k
         per_adn.append(k)
     total = {key: float(sum(k[key] for k in per_adn)) for key in per_adn[0] if key.endswith("_mwh")}
     capacity = sum(b.emax - b.emin for adn in case.adns for b in adn.bess)  # cycles of the fleet, not a sum
     total["bess_equivalent_cycles"] = float(total["bess_throughput_mwh"] / (2 * capacity)) if capacity > 0 else 0.0
-    total["self_consumption"] = _ratio(total["pv_energy_mwh"] - min(total["tn_export_mwh"], total["pv_energy_mwh"]),
-                                       total["pv_energy_mwh"])
-    total["self_sufficiency"] = 1.0 - _ratio(total["tn_import_mwh"], total["demand_mwh"])
+    add_ratios(total)
     total["tso_generation_cost"] = result["tn"]["generation_cost"]
     total["dso_cost"] = result["objective"]
     return total
+
+
+def self_consumption(pv_mwh: float, export_mwh: float) -> float:
+    """PV energy used inside the ADN (PV minus what left at the PCC) / PV energy (DESIGN §7)."""
+    return _ratio(pv_mwh - min(export_mwh, pv_mwh), pv_mwh)
+
+
+def add_ratios(k: dict) -> None:
+    """Self-consumption and self-sufficiency from the energy KPIs of ``k``: one definition for plans and runs."""
+    k["self_consumption"] = self_consumption(k["pv_energy_mwh"], k["tn_export_mwh"])
+    k["self_sufficiency"] = 1.0 - _ratio(k["tn_import_mwh"], k["demand_mwh"])
 
 
 def _ratio(num: float, den: float) -> float:

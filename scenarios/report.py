@@ -17,6 +17,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from coordinator.results import add_ratios
 from scenarios.results_io import AdnSeries, Run, load_run
 
 ENERGY_KEYS = ("tn_import_mwh", "tn_export_mwh", "pv_energy_mwh", "demand_mwh", "bess_throughput_mwh",
@@ -38,18 +39,11 @@ def adn_kpis(adn: AdnSeries, dt: float) -> dict[str, float]:
         "p2p_inter_mwh": float(np.nansum(adn.p2p_inter_out_mw) * dt),
     }
     k["bess_equivalent_cycles"] = _ratio(k["bess_throughput_mwh"], 2 * adn.bess_capacity_mwh)
-    _add_ratios(k)
+    add_ratios(k)
     k["v_min_pu"] = _nan_min(adn.v_min_pu)
     k["v_max_pu"] = _nan_max(adn.v_max_pu)
     k["line_loading_max_pct"] = _nan_max(adn.line_loading_max_pct) if adn.line_loading_max_pct is not None else math.nan
     return k
-
-
-def _add_ratios(k: dict[str, float]) -> None:
-    """Self-consumption = (PV - export) / PV; self-sufficiency = 1 - imports / demand (docs/results-schema.md)."""
-    pv = k["pv_energy_mwh"]
-    k["self_consumption"] = _ratio(pv - min(k["tn_export_mwh"], pv), pv) if pv > 1e-12 else 0.0
-    k["self_sufficiency"] = 1.0 - _ratio(k["tn_import_mwh"], k["demand_mwh"]) if k["demand_mwh"] > 1e-12 else 0.0
 
 
 def run_kpis(run: Run) -> dict[str, Any]:
@@ -58,7 +52,7 @@ def run_kpis(run: Run) -> dict[str, Any]:
     total: dict[str, float] = {key: float(sum(k[key] for k in per.values())) for key in ENERGY_KEYS}
     capacity = sum(adn.bess_capacity_mwh for adn in run.adns)
     total["bess_equivalent_cycles"] = _ratio(total["bess_throughput_mwh"], 2 * capacity)
-    _add_ratios(total)
+    add_ratios(total)
     total["v_min_pu"] = min((k["v_min_pu"] for k in per.values()), default=math.nan)
     total["v_max_pu"] = max((k["v_max_pu"] for k in per.values()), default=math.nan)
     total["line_loading_max_pct"] = _nan_max(np.array([k["line_loading_max_pct"] for k in per.values()]))

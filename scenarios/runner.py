@@ -22,6 +22,7 @@ import numpy as np
 from loguru import logger
 from mosaik.exceptions import ScenarioError as MosaikScenarioError
 
+from coordinator.results import self_consumption
 from coordinator.solvers.base import SolveOptions
 from scenarios.config import STEPS, ScenarioConfig, ScenarioError, build_case
 from scenarios.plugins import (
@@ -422,8 +423,7 @@ def summarize(path: Path | str, step_hours: float) -> dict[str, Any]:
                   "curtailment_mwh": float(get(f"/DSO/{a}/curtailment_mw").sum() * dt),
                   "extra_load_mwh": float(get(f"/DSO/{a}/extra_load_mw_total").sum() * dt)}
     total = {k: float(sum(v[k] for v in per.values())) for k in next(iter(per.values()), {})}
-    pv = total.get("pv_mwh", 0.0)
-    total["self_consumption"] = (pv - min(total.get("export_mwh", 0.0), pv)) / pv if pv > 1e-12 else 0.0
+    total["self_consumption"] = self_consumption(total.get("pv_mwh", 0.0), total.get("export_mwh", 0.0))
     hub = "/Coordinator/hub/"
     solve = np.asarray(data.get(hub + "solve_time_s", []), dtype=float)
     vmin = [np.nanmin(data[k]) for k in data if k.startswith("/ADNGrid/") and k.endswith("/vm_min_pu")]
