@@ -12,6 +12,7 @@ from coordinator.blocks.distflow import soc_gap
 from coordinator.case import Case
 from coordinator.follower import FollowerInfeasible, solve_follower
 from coordinator.solvers.base import SolveReport
+from coordinator.solvers.conic import registered_cones
 
 
 def _vals(component, index) -> list[float]:
@@ -25,7 +26,7 @@ def model_size(m: pyo.ConcreteModel) -> dict:
         "variables": len(free),
         "binaries": sum(1 for v in free if v.is_binary()),
         "constraints": sum(1 for _ in m.component_data_objects(pyo.Constraint, active=True)),
-        "cones": sum(len(m.adn[a].net.cones) for a in m.adn),
+        "cones": len(registered_cones(m)),  # DistFlow cones plus the region disjunctions' perspective cones
     }
 
 

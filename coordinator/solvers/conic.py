@@ -27,18 +27,25 @@ class ConicSolution:
     objective: float | None
 
 
+def registered_cones(model: pyo.Block) -> list[tuple]:
+    """Every rotated cone the blocks publish in their ``cones`` lists, as (constraint, [y...], a, b) meaning
+    ``sum y^2 <= a*b`` (DistFlow publishes (constraint, P, Q, v, l))."""
+    cones = []
+    for blk in model.block_data_objects(active=True):
+        for entry in getattr(blk, "cones", None) or []:
+            if isinstance(entry, tuple) and len(entry) == 5:
+                entry = (entry[0], [entry[1], entry[2]], entry[3], entry[4])
+            if isinstance(entry, tuple) and len(entry) == 4:
+                cones.append(entry)
+    return cones
+
+
 class ConicForm:
     """The model's continuous relaxation in Clarabel form; ``solve(lb, ub)`` solves it with other variable bounds."""
 
     def __init__(self, model: pyo.ConcreteModel):
-        cone_ids, cones = set(), []
-        for blk in model.block_data_objects(active=True):
-            for entry in getattr(blk, "cones", None) or []:
-                if isinstance(entry, tuple) and len(entry) == 5:  # DistFlow: (con, P, Q, v, l)
-                    entry = (entry[0], [entry[1], entry[2]], entry[3], entry[4])
-                if isinstance(entry, tuple) and len(entry) == 4:  # (con, [y...], a, b): sum y^2 <= a*b
-                    cone_ids.add(id(entry[0]))
-                    cones.append(entry)
+        cones = registered_cones(model)
+        cone_ids = {id(entry[0]) for entry in cones}
         self.columns: list = []
         self._col: dict[int, int] = {}
         eq_rows, in_rows = [], []  # (coefs {col: a}, rhs)
