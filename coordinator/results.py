@@ -10,9 +10,9 @@ import pyomo.environ as pyo
 from coordinator.acpf import adn_net, run_adn_pf
 from coordinator.blocks.distflow import soc_gap
 from coordinator.case import Case
+from coordinator.cones import registered_cones
 from coordinator.follower import FollowerInfeasible, solve_follower
 from coordinator.solvers.base import SolveReport
-from coordinator.solvers.conic import registered_cones
 
 
 def _vals(component, index) -> list[float]:

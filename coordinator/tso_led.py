@@ -31,6 +31,7 @@ import pyomo.environ as pyo
 from coordinator.blocks.dcopf import dcopf_qp
 from coordinator.blocks.primal import add_primal_qp
 from coordinator.case import Case
+from coordinator.cones import RotatedCone
 from coordinator.dso_led import add_adns, add_tn_demand, balance_rhs, dso_operating_cost
 from coordinator.follower import FollowerInfeasible, solve_follower
 from coordinator.results import collect, model_size
@@ -82,7 +83,7 @@ def build_stage1(case: Case) -> pyo.ConcreteModel:
 def add_generation_budget(m: pyo.ConcreteModel, case: Case, budget: float) -> None:
     """Stage 1(b): generation cost <= ``budget`` as one rotated cone, and the ADNs' operating cost as objective.
 
-    ``dt * sum 1/2 q x^2 <= s * 1`` with ``s = budget - dt * c'x``; listed in ``m.cones`` as ``(con, [y], s, one)``
+    ``dt * sum 1/2 q x^2 <= s * 1`` with ``s = budget - dt * c'x``; published in ``m.cones`` (``RotatedCone``)
     with ``y = sqrt(dt q / 2) x`` so the conic back-end reads it like the DistFlow cones.
     """
     qp, dt = m.qp, case.step_hours
@@ -96,7 +97,7 @@ def add_generation_budget(m: pyo.ConcreteModel, case: Case, budget: float) -> No
     m.budget_one = pyo.Var(initialize=1.0)
     m.budget_one.fix(1.0)
     m.budget = pyo.Constraint(expr=sum(m.budget_y[k] ** 2 for k in quad) <= m.budget_s * m.budget_one)
-    m.cones = [(m.budget, [m.budget_y[k] for k in quad], m.budget_s, m.budget_one)]
+    m.cones = [RotatedCone(m.budget, tuple(m.budget_y[k] for k in quad), m.budget_s, m.budget_one)]
     m.objective.deactivate()
     m.dso_objective = pyo.Objective(expr=case.step_hours * sum(m.operating_cost[t] for t in m.T))
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pyomo.environ as pyo
 
 from coordinator.case import DistributionNetwork
+from coordinator.cones import RotatedCone
 
 Withdrawal = Callable[[int, int], object]  # (bus, t) -> Pyomo expression in MW / MVAr
 
@@ -19,8 +20,8 @@ def add_distflow(b: pyo.Block, adn: DistributionNetwork, periods: range, p_withd
                  q_withdrawal: Withdrawal, voltage_cuts: bool = False) -> None:
     """Add DistFlow variables and constraints to ``b``; ``b.pcc_p[t]`` is the ADN's withdrawal from the TN.
 
-    The rotated cones ``P^2 + Q^2 <= v_i * l`` are listed in ``b.cones`` as (constraint, P, Q, v_i, l) so that
-    conic back-ends can read them without parsing expressions.
+    The rotated cones ``P^2 + Q^2 <= v_i * l`` are published in ``b.cones`` (``RotatedCone``) so that conic
+    back-ends read them without parsing expressions.
     """
     br = {(x.i, x.j): x for x in adn.branches}
     children = adn.children()
@@ -68,7 +69,8 @@ def add_distflow(b: pyo.Block, adn: DistributionNetwork, periods: range, p_withd
     b.cone = pyo.Constraint(b.L, b.T, rule=cone)
     b.pcc_p_def = pyo.Constraint(b.T, rule=pcc_p)
     b.pcc_q_def = pyo.Constraint(b.T, rule=pcc_q)
-    b.cones = [(b.cone[i, j, t], b.P[i, j, t], b.Q[i, j, t], b.v[i, t], b.l[i, j, t]) for (i, j) in b.L for t in b.T]
+    b.cones = [RotatedCone(b.cone[i, j, t], (b.P[i, j, t], b.Q[i, j, t]), b.v[i, t], b.l[i, j, t])
+               for (i, j) in b.L for t in b.T]
     b.losses = pyo.Expression(b.T, rule=lambda _, t: sum(br[i, j].r * b.l[i, j, t] for (i, j) in b.L))
     if voltage_cuts:
         add_voltage_cuts(b, adn, p_withdrawal, q_withdrawal)
@@ -122,9 +124,10 @@ def soc_gap(b: pyo.Block, t: int | None = None) -> float:
     a relaxation that really absorbs power in fictitious losses shows values near 1 (DESIGN §6).
     """
     worst = 0.0
-    for con, p, q, v, ell in b.cones:
-        if t is not None and con.index()[-1] != t:
+    for cone in b.cones:
+        if t is not None and cone.constraint.index()[-1] != t:
             continue
-        vl = pyo.value(v) * pyo.value(ell)
+        p, q = cone.ys
+        vl = pyo.value(cone.a) * pyo.value(cone.b)
         worst = max(worst, (vl - pyo.value(p) ** 2 - pyo.value(q) ** 2) / max(vl, SOC_GAP_FLOOR))
     return worst

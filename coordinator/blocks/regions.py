@@ -5,8 +5,8 @@ When a few critical regions of the DC-OPF cover the box of reachable PCC withdra
 lam = lam0_r + L_r W, valid while W satisfies region r's facets. The convex hull of that disjunction
 disaggregates W into W_r (zero unless region r is picked) and writes every region constraint in perspective form,
 so the continuous relaxation is the tightest possible. The leaders' payment lam_r(W)'W is convex quadratic inside
-each region; its perspective ``W_r' L_r W_r <= tau_r * delta_r`` is a rotated cone, listed in ``b.cones`` as
-(constraint, [y...], tau_r, delta_r) with y = F_r W_r and F_r'F_r = L_r.
+each region; its perspective ``W_r' L_r W_r <= tau_r * delta_r`` is a rotated cone, published in ``b.cones``
+(``RotatedCone`` with y = F_r W_r, F_r'F_r = L_r, a = tau_r, b = delta_r).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pyomo.environ as pyo
 
+from coordinator.cones import RotatedCone
 from coordinator.parametric import AffineFollower
 
 
@@ -44,8 +45,8 @@ def add_region_disjunction(b: pyo.Block, regions: list[AffineFollower], w: list,
                                                                         for i in range(k) if factors[r][e, i]))
     b.perspective = pyo.Constraint(b.R, rule=lambda _, r: sum(b.y[r, e] ** 2 for e in range(factors[r].shape[0]))
                                    <= b.tau[r] * b.delta[r] if factors[r].shape[0] else pyo.Constraint.Skip)
-    b.cones = [(b.perspective[r], [b.y[r, e] for e in range(factors[r].shape[0])], b.tau[r], b.delta[r])
-               for r in R if factors[r].shape[0]]
+    b.cones = [RotatedCone(b.perspective[r], tuple(b.y[r, e] for e in range(factors[r].shape[0])), b.tau[r],
+                           b.delta[r]) for r in R if factors[r].shape[0]]
     lam0 = [reg.lam0[balance_rows] for reg in regions]
     b.payment = pyo.Expression(expr=sum(sum(float(lam0[r][i]) * b.w[r, i] for i in range(k)) + b.tau[r] for r in R))
 

@@ -35,6 +35,7 @@ class SolveReport:
     solve_time_s: float
     solver: str
     message: str = ""
+    solver_time_s: float | None = None  # time inside the solver library's calls only (summed over B&B nodes)
 
     @property
     def has_solution(self) -> bool:

@@ -18,27 +18,57 @@ import time
 import numpy as np
 import pyomo.environ as pyo
 
-from coordinator.solvers.base import ERROR, FEASIBLE, INFEASIBLE, NO_SOLUTION, OPTIMAL, SolveOptions, SolveReport
-from coordinator.solvers.conic import ConicForm
+from coordinator.solvers.base import (
+    ERROR,
+    FEASIBLE,
+    INFEASIBLE,
+    NO_SOLUTION,
+    OPTIMAL,
+    SolveOptions,
+    SolveReport,
+    SolverUnavailable,
+)
+from coordinator.solvers.conic import ConicProblem, conic_from_pyomo
 
 INT_TOL = 1e-5
+SOS1_REFUSED = ("the fast solver cannot honour SOS1 constraints (Clarabel has no SOS1); use --complementarity "
+                "bigm with --solver fast, or --solver scip / gurobi with sos1")
 
 
 def solve_fast(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
+    """Branch and bound on a Pyomo model; the best solution is loaded into the model."""
+    if next(model.component_data_objects(pyo.SOSConstraint, active=True), None) is not None:
+        raise SolverUnavailable(SOS1_REFUSED)
+    form = conic_from_pyomo(model)
+    report, x = branch_and_bound(form, options)
+    if x is not None:
+        form.load(x)
+        report.objective = form.sense * report.objective
+        report.bound = None if report.bound is None else form.sense * report.bound
+    return report
+
+
+def branch_and_bound(form: ConicProblem, options: SolveOptions) -> tuple[SolveReport, np.ndarray | None]:
+    """Best-first branch and bound over ``form``'s integer columns; returns the report and the best point."""
     start = time.perf_counter()
     deadline = start + (options.time_limit if options.time_limit is not None else float("inf"))
-    form = ConicForm(model)
     ints = np.flatnonzero(form.integer)
     best_x, best_obj = None, np.inf
     counter = itertools.count()
 
+    def report(status: str, objective, bound, message: str) -> tuple[SolveReport, np.ndarray | None]:
+        rep = SolveReport(status=status, termination=status, objective=objective, bound=bound,
+                          solve_time_s=time.perf_counter() - start, solver="fast (clarabel branch-and-bound)",
+                          message=message, solver_time_s=form.solver_time_s)
+        return rep, None
+
     root = form.solve(form.lb, form.ub, time_limit=_left(deadline))
     if root.status == "infeasible":
-        return _report(INFEASIBLE, None, None, start, "the continuous relaxation is infeasible")
+        return report(INFEASIBLE, None, None, "the continuous relaxation is infeasible")
     if root.status == "time_limit":
-        return _report(NO_SOLUTION, None, None, start, "time limit reached while solving the root relaxation")
+        return report(NO_SOLUTION, None, None, "time limit reached while solving the root relaxation")
     if root.status != "optimal":
-        return _report(ERROR, None, None, start, "Clarabel failed on the root relaxation")
+        return report(ERROR, None, None, "Clarabel failed on the root relaxation")
     heap = [(root.objective, next(counter), form.lb.copy(), form.ub.copy(), root.x)]
     nodes = 0
     closed_bound = np.inf  # relaxation values of nodes closed by the gap test: still part of the proven bound
@@ -79,22 +109,22 @@ def solve_fast(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
     bound = min(heap[0][0] if heap else np.inf, closed_bound, best_obj)
     if best_x is None:
         if not heap and not unsolved:
-            return _report(INFEASIBLE, None, None, start, f"no integer-feasible node ({nodes} nodes)")
+            return report(INFEASIBLE, None, None, f"no integer-feasible node ({nodes} nodes)")
         if not heap:
-            return _report(NO_SOLUTION, None, closed_bound, start,
-                           f"{unsolved} nodes failed numerically in Clarabel; no incumbent")
-        return _report(NO_SOLUTION, None, heap[0][0], start, f"time limit after {nodes} nodes without incumbent")
+            return report(NO_SOLUTION, None, closed_bound,
+                          f"{unsolved} nodes failed numerically in Clarabel; no incumbent")
+        return report(NO_SOLUTION, None, heap[0][0], f"time limit after {nodes} nodes without incumbent")
     x = best_x.copy()
     x[ints] = np.round(x[ints])
-    form.load(x)
     status = OPTIMAL if _gap(best_obj, bound) <= options.mip_gap else FEASIBLE
     message = f"{nodes} nodes" + (f", {unsolved} failed numerically (their bound kept)" if unsolved else "")
     if status == FEASIBLE:
         message += "; stopped at the time limit, best incumbent loaded" if heap else "; gap left by unsolved nodes"
-    return _report(status, best_obj, bound, start, message)
+    rep, _ = report(status, best_obj, bound, message)
+    return rep, x
 
 
-def _implied_rounding(form: ConicForm, ints: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _implied_rounding(form: ConicProblem, ints: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Round each binary to the value its indicator rows need at the relaxed point.
 
     An interior-point solver leaves a binary that guards nothing (``y <= M z`` with y = 0) at the analytic centre,
@@ -160,9 +190,3 @@ def _left(deadline: float) -> float | None:
 
 def _gap(objective: float, bound: float) -> float:
     return abs(objective - bound) / max(abs(objective), 1e-9)
-
-
-def _report(status: str, objective, bound, start: float, message: str) -> SolveReport:
-    return SolveReport(status=status, termination=status, objective=objective, bound=bound,
-                       solve_time_s=time.perf_counter() - start, solver="fast (clarabel branch-and-bound)",
-                       message=message)

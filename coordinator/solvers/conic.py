@@ -1,13 +1,15 @@
-"""Pyomo model -> conic standard form for Clarabel (interior-point SOCP), with binaries as bound rows.
+"""Conic standard form for Clarabel (interior-point SOCP), with binaries as bound rows.
 
-Clarabel solves ``min 1/2 x'Px + q'x  s.t.  Ax + s = b, s in K``. Linear constraints come from Pyomo's standard
-representation; the rotated cones ``P^2 + Q^2 <= v*l`` are read from the ``cones`` lists that the DistFlow blocks
-publish (never parsed from expressions), as ``(v + l, 2P, 2Q, v - l) in SOC(4)``. Every variable bound is a row,
-so fixing a binary at a branch-and-bound node only changes ``b``: the matrix is built once per model.
+Clarabel solves ``min 1/2 x'Px + q'x  s.t.  Ax + s = b, s in K``. A :class:`ConicProblem` is assembled from plain
+matrices (equality rows, ``<=`` rows, second-order cones, variable bounds), so any front end can produce one: the
+model pipeline (``coordinator.pipeline``) assembles it directly from its blocks, ``conic_from_pyomo`` translates a
+Pyomo model whose rotated cones are registered (never parsed from expressions). Every finite variable bound is a
+row, so fixing a binary at a branch-and-bound node only changes ``b``: the matrix is built once per problem.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import clarabel
@@ -16,8 +18,12 @@ import pyomo.environ as pyo
 import scipy.sparse as sp
 from pyomo.repn import generate_standard_repn
 
+from coordinator.cones import RotatedCone, registered_cones
+
 # statuses that a second attempt would not change ("Almost...Infeasible" is numerical doubt: retried, then an error)
 _FINAL = ("Solved", "AlmostSolved", "PrimalInfeasible", "DualInfeasible", "MaxTime")
+
+__all__ = ["ConicProblem", "ConicSolution", "conic_from_pyomo", "rotated_cone_rows", "registered_cones"]
 
 
 @dataclass
@@ -27,25 +33,115 @@ class ConicSolution:
     objective: float | None
 
 
-def registered_cones(model: pyo.Block) -> list[tuple]:
-    """Every rotated cone the blocks publish in their ``cones`` lists, as (constraint, [y...], a, b) meaning
-    ``sum y^2 <= a*b`` (DistFlow publishes (constraint, P, Q, v, l))."""
-    cones = []
-    for blk in model.block_data_objects(active=True):
-        for entry in getattr(blk, "cones", None) or []:
-            if isinstance(entry, tuple) and len(entry) == 5:
-                entry = (entry[0], [entry[1], entry[2]], entry[3], entry[4])
-            if isinstance(entry, tuple) and len(entry) == 4:
-                cones.append(entry)
-    return cones
+def rotated_cone_rows(n: int, ys: list[tuple[dict[int, float], float]], a: tuple[dict[int, float], float],
+                      b: tuple[dict[int, float], float]) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Rows (G, h) with ``h - G x = (a + b, 2y..., a - b) in SOC`` for ``sum y^2 <= a * b``; each affine term is
+    ``(coefs {column: value}, constant)``."""
+    terms = [_add(a, b, 1.0)] + [_scale(y, 2.0) for y in ys] + [_add(a, b, -1.0)]
+    rows, cols, vals, h = [], [], [], []
+    for r, (coefs, const) in enumerate(terms):
+        for c, v in coefs.items():
+            rows.append(r), cols.append(c), vals.append(-v)
+        h.append(const)
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(terms), n)), np.array(h, dtype=float)
 
 
-class ConicForm:
-    """The model's continuous relaxation in Clarabel form; ``solve(lb, ub)`` solves it with other variable bounds."""
+def _add(a, b, sign: float):
+    coefs = dict(a[0])
+    for c, v in b[0].items():
+        coefs[c] = coefs.get(c, 0.0) + sign * v
+    return coefs, a[1] + sign * b[1]
 
-    def __init__(self, model: pyo.ConcreteModel):
+
+def _scale(y, k: float):
+    return {c: k * v for c, v in y[0].items()}, k * y[1]
+
+
+class ConicProblem:
+    """``min 1/2 x'Px + q'x + const`` s.t. ``A_eq x = b_eq``, ``A_in x <= b_in``, cones ``h - G x in SOC``, bounds.
+
+    ``solve(lb, ub)`` solves the continuous relaxation with other variable bounds; ``solver_time_s`` sums the time
+    spent inside Clarabel over every call (what a step's timing calls the solver's own time).
+    """
+
+    def __init__(self, P: sp.spmatrix, q: np.ndarray, a_eq: sp.spmatrix, b_eq: np.ndarray, a_in: sp.spmatrix,
+                 b_in: np.ndarray, cones: list[tuple[sp.spmatrix, np.ndarray]], lb: np.ndarray, ub: np.ndarray,
+                 integer: np.ndarray, obj_const: float = 0.0) -> None:
+        n = len(q)
+        self.n = n
+        self.lb, self.ub = np.asarray(lb, dtype=float), np.asarray(ub, dtype=float)
+        self.integer = np.asarray(integer, dtype=bool)
+        self.q = np.asarray(q, dtype=float)
+        self.obj_const = float(obj_const)
+        self.P = sp.triu(sp.csc_matrix(P, shape=(n, n))).tocsc()
+        self.ub_cols = np.flatnonzero(np.isfinite(self.ub))
+        self.lb_cols = np.flatnonzero(np.isfinite(self.lb))
+        eye = sp.identity(n, format="csr")
+        bound_rows = sp.vstack([eye[self.ub_cols], -eye[self.lb_cols]])
+        soc_a = [sp.csr_matrix(g, shape=(g.shape[0], n)) for g, _ in cones]
+        blocks = [sp.csr_matrix(a_eq, shape=(a_eq.shape[0], n)), bound_rows,
+                  sp.csr_matrix(a_in, shape=(a_in.shape[0], n)), *soc_a]
+        self.A = sp.vstack(blocks, format="csc")
+        self.n_eq = a_eq.shape[0]
+        self.bound_row = self.n_eq
+        self.n_bound_rows = len(self.ub_cols) + len(self.lb_cols)
+        self.n_nonneg = self.n_bound_rows + a_in.shape[0]
+        self.soc_dims = [g.shape[0] for g, _ in cones]
+        self.n_soc = len(cones)
+        self.b = np.concatenate([np.asarray(b_eq, dtype=float), np.zeros(self.n_bound_rows),
+                                 np.asarray(b_in, dtype=float), *[np.asarray(h, dtype=float) for _, h in cones]])
+        self.solver_time_s = 0.0
+        self.solver_calls = 0
+
+    def solve(self, lb: np.ndarray, ub: np.ndarray, tol: float = 1e-8, time_limit: float | None = None
+              ) -> ConicSolution:
+        if np.any(lb > ub + 1e-9):
+            return ConicSolution("infeasible", None, None)
+        if np.any(np.isfinite(ub) & ~np.isfinite(self.ub)) or np.any(np.isfinite(lb) & ~np.isfinite(self.lb)):
+            raise ValueError("a bound was added to a variable that had none when the conic form was built")
+        b = self.b.copy()
+        start = self.bound_row
+        b[start:start + len(self.ub_cols)] = ub[self.ub_cols]
+        start += len(self.ub_cols)
+        b[start:start + len(self.lb_cols)] = -lb[self.lb_cols]
+        cones = [clarabel.ZeroConeT(self.n_eq), clarabel.NonnegativeConeT(self.n_nonneg)]
+        cones += [clarabel.SecondOrderConeT(d) for d in self.soc_dims]
+        sol = self._clarabel(b, cones, tol, time_limit, presolve=True, max_iter=200)
+        status = str(sol.status)
+        if status not in _FINAL:  # numerical trouble: once more without presolve and with more iterations
+            sol = self._clarabel(b, cones, 10 * tol, time_limit, presolve=False, max_iter=500)
+            status = str(sol.status)
+        if status in ("Solved", "AlmostSolved"):
+            return ConicSolution("optimal", np.array(sol.x), float(sol.obj_val) + self.obj_const)
+        if status in ("PrimalInfeasible", "DualInfeasible"):
+            return ConicSolution("infeasible", None, None)
+        if status == "MaxTime":
+            return ConicSolution("time_limit", None, None)
+        return ConicSolution("error", None, None)
+
+    def _clarabel(self, b: np.ndarray, cones: list, tol: float, time_limit: float | None, presolve: bool,
+                  max_iter: int):
+        settings = clarabel.DefaultSettings()
+        settings.verbose = False
+        settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = tol
+        settings.presolve_enable = presolve
+        settings.max_iter = max_iter
+        if time_limit is not None:
+            settings.time_limit = max(time_limit, 0.1)
+        start = time.perf_counter()
+        try:
+            return clarabel.DefaultSolver(self.P, self.q, self.A, b, cones, settings).solve()
+        finally:
+            self.solver_time_s += time.perf_counter() - start
+            self.solver_calls += 1
+
+
+class PyomoConic(ConicProblem):
+    """A Pyomo model's continuous relaxation as a :class:`ConicProblem`; ``columns`` maps back to its Vars."""
+
+    def __init__(self, model: pyo.ConcreteModel) -> None:
         cones = registered_cones(model)
-        cone_ids = {id(entry[0]) for entry in cones}
+        cone_ids = {id(c.constraint) for c in cones}
         self.columns: list = []
         self._col: dict[int, int] = {}
         eq_rows, in_rows = [], []  # (coefs {col: a}, rhs)
@@ -72,11 +168,33 @@ class ConicForm:
         q_lin = self._coefs(repn.linear_vars, repn.linear_coefs)
         quad = [(self._col_of(a), self._col_of(b), float(c))
                 for (a, b), c in zip(repn.quadratic_vars or [], repn.quadratic_coefs or [], strict=True)]
-        self.obj_const = float(pyo.value(repn.constant))
-        soc_rows = [self._cone_rows(entry) for entry in cones]
-        self._assemble(eq_rows, in_rows, soc_rows, q_lin, quad)
+        obj_const = float(pyo.value(repn.constant))
+        cone_terms = [self._cone_terms(c) for c in cones]  # registers the cones' columns before n is known
+        n = len(self.columns)
+        if any(v.fixed for v in self.columns):
+            raise ValueError("fixed variables inside linear constraints are not supported by the conic form")
+        q = np.zeros(n)
+        for c, a in q_lin.items():
+            q[c] = a * self.sense
+        pr, pc, pv = [], [], []
+        for i, j, a in quad:  # objective a*x_i*x_j -> 1/2 x'Px with P symmetric
+            a *= self.sense
+            if i == j:
+                pr.append(i), pc.append(i), pv.append(2 * a)
+            else:
+                pr += [i, j]
+                pc += [j, i]
+                pv += [a, a]
+        super().__init__(
+            P=sp.csc_matrix((pv, (pr, pc)), shape=(n, n)), q=q,
+            a_eq=_rows(eq_rows, n), b_eq=np.array([r for _, r in eq_rows], dtype=float),
+            a_in=_rows(in_rows, n), b_in=np.array([r for _, r in in_rows], dtype=float),
+            cones=[rotated_cone_rows(n, *terms) for terms in cone_terms],
+            lb=np.array([-np.inf if v.lb is None else float(v.lb) for v in self.columns]),
+            ub=np.array([np.inf if v.ub is None else float(v.ub) for v in self.columns]),
+            integer=np.array([v.is_binary() or v.is_integer() for v in self.columns]),
+            obj_const=self.sense * obj_const)
 
-    # -- columns -------------------------------------------------------------------------------------------
     def _col_of(self, var) -> int:
         key = id(var)
         if key not in self._col:
@@ -91,119 +209,28 @@ class ConicForm:
             out[c] = out.get(c, 0.0) + float(pyo.value(a))
         return out
 
-    def _cone_rows(self, entry) -> list[tuple[dict[int, float], float]]:
-        """Rows of s = b - A x for (a + b, 2y..., a - b) in SOC; fixed variables move into b."""
-        _, ys, a_var, b_var = entry
-        rows = []
-        terms_list = [[(a_var, 1.0), (b_var, 1.0)]] + [[(y, 2.0)] for y in ys] + [[(a_var, 1.0), (b_var, -1.0)]]
-        for terms in terms_list:
-            coefs: dict[int, float] = {}
-            const = 0.0
-            for var, a in terms:
-                if var.fixed:
-                    const += a * float(var.value)
-                else:
-                    c = self._col_of(var)
-                    coefs[c] = coefs.get(c, 0.0) - a
-            rows.append((coefs, const))
-        return rows
+    def _term(self, var) -> tuple[dict[int, float], float]:
+        return ({}, float(var.value)) if var.fixed else ({self._col_of(var): 1.0}, 0.0)
 
-    def _assemble(self, eq_rows, in_rows, soc_rows, q_lin, quad) -> None:
-        n = len(self.columns)
-        lb = np.array([-np.inf if v.lb is None else float(v.lb) for v in self.columns])
-        ub = np.array([np.inf if v.ub is None else float(v.ub) for v in self.columns])
-        self.lb, self.ub = lb, ub
-        self.integer = np.array([v.is_binary() or v.is_integer() for v in self.columns])
-        fixed = np.array([v.fixed for v in self.columns])
-        if fixed.any():
-            raise ValueError("fixed variables inside linear constraints are not supported by the conic form")
-        # bound rows for every column: x <= ub (rows 0..n-1) and -x <= -lb (rows n..2n-1); inf rows are relaxed
-        rows, cols, vals, b = [], [], [], []
+    def _cone_terms(self, cone: RotatedCone):
+        return [self._term(y) for y in cone.ys], self._term(cone.a), self._term(cone.b)
 
-        def add(coefs: dict[int, float], rhs: float) -> None:
-            r = len(b)
-            for c, a in coefs.items():
-                rows.append(r), cols.append(c), vals.append(a)
-            b.append(rhs)
-
-        for coefs, rhs in eq_rows:
-            add(coefs, rhs)
-        n_eq = len(b)
-        # rows only for finite bounds (binaries always have them, so branching only ever changes b)
-        self.ub_cols = np.flatnonzero(np.isfinite(ub))
-        self.lb_cols = np.flatnonzero(np.isfinite(lb))
-        for i in self.ub_cols:
-            add({int(i): 1.0}, 0.0)
-        for i in self.lb_cols:
-            add({int(i): -1.0}, 0.0)
-        self.n_bound_rows = len(self.ub_cols) + len(self.lb_cols)
-        for coefs, rhs in in_rows:
-            add(coefs, rhs)
-        n_nonneg = len(b) - n_eq
-        for cone in soc_rows:
-            for coefs, rhs in cone:
-                add(coefs, rhs)
-        self.soc_dims = [len(cone) for cone in soc_rows]
-        self.A = sp.csc_matrix((vals, (rows, cols)), shape=(len(b), n))
-        self.b = np.array(b, dtype=float)
-        self.n_eq, self.n_nonneg, self.n_soc = n_eq, n_nonneg, len(soc_rows)
-        self.bound_row = n_eq
-        q = np.zeros(n)
-        for c, a in q_lin.items():
-            q[c] = a * self.sense
-        self.q = q
-        pr, pc, pv = [], [], []
-        for i, j, a in quad:  # objective a*x_i*x_j -> 1/2 x'Px with P symmetric
-            a *= self.sense
-            if i == j:
-                pr.append(i), pc.append(i), pv.append(2 * a)
-            else:
-                pr += [i, j]
-                pc += [j, i]
-                pv += [a, a]
-        self.P = sp.triu(sp.csc_matrix((pv, (pr, pc)), shape=(n, n))).tocsc()
-
-    # -- solving -------------------------------------------------------------------------------------------
-    def solve(self, lb: np.ndarray, ub: np.ndarray, tol: float = 1e-8, time_limit: float | None = None
-              ) -> ConicSolution:
-        n = len(self.columns)
-        if np.any(lb > ub + 1e-9):
-            return ConicSolution("infeasible", None, None)
-        if np.any(np.isfinite(ub) & ~np.isin(np.arange(n), self.ub_cols)) or \
-                np.any(np.isfinite(lb) & ~np.isin(np.arange(n), self.lb_cols)):
-            raise ValueError("a bound was added to a variable that had none when the conic form was built")
-        b = self.b.copy()
-        start = self.bound_row
-        b[start:start + len(self.ub_cols)] = ub[self.ub_cols]
-        start += len(self.ub_cols)
-        b[start:start + len(self.lb_cols)] = -lb[self.lb_cols]
-        cones = [clarabel.ZeroConeT(self.n_eq), clarabel.NonnegativeConeT(self.n_nonneg)]
-        cones += [clarabel.SecondOrderConeT(d) for d in self.soc_dims]
-        sol = self._clarabel(b, cones, tol, time_limit, presolve=True, max_iter=200)
-        status = str(sol.status)
-        if status not in _FINAL:  # numerical trouble: once more without presolve and with more iterations
-            sol = self._clarabel(b, cones, 10 * tol, time_limit, presolve=False, max_iter=500)
-            status = str(sol.status)
-        if status in ("Solved", "AlmostSolved"):
-            x = np.array(sol.x)
-            return ConicSolution("optimal", x, self.sense * (float(sol.obj_val) + self.obj_const))
-        if status in ("PrimalInfeasible", "DualInfeasible"):
-            return ConicSolution("infeasible", None, None)
-        if status == "MaxTime":
-            return ConicSolution("time_limit", None, None)
-        return ConicSolution("error", None, None)
-
-    def _clarabel(self, b: np.ndarray, cones: list, tol: float, time_limit: float | None, presolve: bool,
-                  max_iter: int):
-        settings = clarabel.DefaultSettings()
-        settings.verbose = False
-        settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = tol
-        settings.presolve_enable = presolve
-        settings.max_iter = max_iter
-        if time_limit is not None:
-            settings.time_limit = max(time_limit, 0.1)
-        return clarabel.DefaultSolver(self.P, self.q, self.A, b, cones, settings).solve()
+    def objective_value(self, solution: ConicSolution) -> float | None:
+        """The model's objective (in its own sense) of a conic solution."""
+        return None if solution.objective is None else self.sense * solution.objective
 
     def load(self, x: np.ndarray) -> None:
         for var, value in zip(self.columns, x, strict=True):
             var.set_value(float(value), skip_validation=True)
+
+
+def conic_from_pyomo(model: pyo.ConcreteModel) -> PyomoConic:
+    return PyomoConic(model)
+
+
+def _rows(rows: list[tuple[dict[int, float], float]], n: int) -> sp.csr_matrix:
+    r, c, v = [], [], []
+    for k, (coefs, _) in enumerate(rows):
+        for col, a in coefs.items():
+            r.append(k), c.append(col), v.append(a)
+    return sp.csr_matrix((v, (r, c)), shape=(len(rows), n))
