@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyomo.environ as pyo
 
+from coordinator.blocks.data import add_data
 from coordinator.blocks.dcopf import FollowerQP, dcopf_qp
 from coordinator.blocks.der import add_der, set_adn_data
 from coordinator.blocks.distflow import add_distflow
@@ -182,17 +183,18 @@ def follower_regions(case: Case, qp: FollowerQP, formulation: Formulation) -> di
 
 def add_pcc_box(m: pyo.Block, case: Case, loss_allowance: float) -> None:
     """Reachable range of each PCC withdrawal (data-derived; the affine follower is certified on this box)."""
-    m.pcc_lo = pyo.Param(m.pcc.A, m.T, mutable=True, initialize=0.0)
-    m.pcc_hi = pyo.Param(m.pcc.A, m.T, mutable=True, initialize=0.0)
+    add_data(m, "pcc_lo", m.pcc.A, m.T)
+    add_data(m, "pcc_hi", m.pcc.A, m.T)
     set_pcc_box(m, case, loss_allowance)
-    m.pcc_box = pyo.Constraint(m.pcc.A, m.T, rule=lambda _, a, t: pyo.inequality(
-        m.pcc_lo[a, t], m.adn[a].net.pcc_p[t], m.pcc_hi[a, t]))
+    m.pcc_box_lo = pyo.Constraint(m.pcc.A, m.T, rule=lambda _, a, t: m.adn[a].net.pcc_p[t] - m.pcc_lo[a, t] >= 0)
+    m.pcc_box_hi = pyo.Constraint(m.pcc.A, m.T, rule=lambda _, a, t: m.adn[a].net.pcc_p[t] - m.pcc_hi[a, t] <= 0)
 
 
 def set_pcc_box(m: pyo.Block, case: Case, loss_allowance: float) -> None:
     for a, adn in enumerate(case.adns):
         for t in range(case.periods):
-            m.pcc_lo[a, t], m.pcc_hi[a, t] = pcc_range(adn, t, loss_allowance)
+            lo, hi = pcc_range(adn, t, loss_allowance)
+            m.pcc_lo[a, t].value, m.pcc_hi[a, t].value = lo, hi
 
 
 def add_follower_views(m: pyo.Block, case: Case, qp: FollowerQP, affine: dict[int, AffineFollower]) -> None:

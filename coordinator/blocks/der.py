@@ -1,13 +1,15 @@
 """Devices and trades inside one ADN: PV with curtailment, BESS with a charge/discharge binary, intra-ADN P2P.
 
-Time-varying data (loads, PV availability, initial SoC) are mutable Params so a model can be built once and
-re-used for every co-simulation step (see ``set_adn_data``).
+Time-varying data (loads, PV availability, initial SoC) are data variables (``blocks/data.py``) so a model can be
+built once and re-used for every co-simulation step (see ``set_adn_data``). Big-M values come from the devices
+(PV peaks, BESS power), never from one horizon's loads, so they stay valid for any data.
 """
 
 from __future__ import annotations
 
 import pyomo.environ as pyo
 
+from coordinator.blocks.data import add_data
 from coordinator.case import DistributionNetwork
 
 
@@ -19,10 +21,10 @@ def add_der(b: pyo.Block, adn: DistributionNetwork, periods: range, dt: float) -
     b.K = pyo.Set(initialize=adn.prosumers, ordered=True)
     b.KK = pyo.Set(initialize=[(i, j) for i in adn.prosumers for j in adn.prosumers if i != j], dimen=2)
 
-    b.load_p = pyo.Param(adn.buses, b.T, mutable=True, initialize=0.0)
-    b.load_q = pyo.Param(adn.buses, b.T, mutable=True, initialize=0.0)
-    b.pv_avail = pyo.Param(b.PV, b.T, mutable=True, initialize=0.0)
-    b.e0 = pyo.Param(b.B, mutable=True, initialize=0.0)
+    add_data(b, "load_p", adn.buses, b.T)
+    add_data(b, "load_q", adn.buses, b.T)
+    add_data(b, "pv_avail", b.PV, b.T)
+    add_data(b, "e0", b.B)
     set_adn_data(b, adn)
 
     # PV
@@ -49,10 +51,9 @@ def add_der(b: pyo.Block, adn: DistributionNetwork, periods: range, dt: float) -
     # Prosumers: P2P trades q[i, j] (i sells to j) and retail exchange with the DSO grid
     pv_at = {i: [k for k, bus in enumerate(adn.pv_bus) if bus == i] for i in adn.buses}
     bess_at = {i: [k for k, x in enumerate(bess) if x.bus == i] for i in adn.buses}
-    peak_load = adn.load_p.max(axis=0) if adn.load_p.size else None
     big_sell = {i: sum(adn.pv_peak[k] for k in pv_at[i]) + sum(bess[k].pmax for k in bess_at[i]) for i in adn.prosumers}
-    big_buy = {i: float(peak_load[adn.buses.index(i)]) * 2 + sum(bess[k].pmax for k in bess_at[i]) + 1e-3
-               for i in adn.prosumers}
+    # a prosumer buys at most what the others can sell
+    big_buy = {i: sum(v for j, v in big_sell.items() if j != i) + 1e-3 for i in adn.prosumers}
     b.q = pyo.Var(b.KK, b.T, bounds=(0, None))
     b.g_imp = pyo.Var(b.K, b.T, bounds=(0, None))
     b.g_exp = pyo.Var(b.K, b.T, bounds=(0, None))
@@ -85,9 +86,9 @@ def set_adn_data(b: pyo.Block, adn: DistributionNetwork) -> None:
     """Copy the time-varying data of ``adn`` (loads, PV availability, initial SoC) into the block's Params."""
     for ti, t in enumerate(b.T):
         for n, bus in enumerate(adn.buses):
-            b.load_p[bus, t] = float(adn.load_p[ti, n])
-            b.load_q[bus, t] = float(adn.load_q[ti, n])
+            b.load_p[bus, t].value = float(adn.load_p[ti, n])
+            b.load_q[bus, t].value = float(adn.load_q[ti, n])
         for k in b.PV:
-            b.pv_avail[k, t] = float(adn.pv_avail[ti, k])
+            b.pv_avail[k, t].value = float(adn.pv_avail[ti, k])
     for k in b.B:
-        b.e0[k] = adn.bess[k].e0
+        b.e0[k].value = adn.bess[k].e0
