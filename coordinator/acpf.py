@@ -1,6 +1,12 @@
-"""AC power flow of one ADN with pandapower, to check the SOC-relaxed DistFlow solution against real physics."""
+"""AC power flow of ADNs with pandapower, to check the SOC-relaxed DistFlow solution against real physics.
+
+``AcChecker`` builds each ADN's net once and then only writes the bus withdrawals and re-runs ``runpp`` with
+pandapower's ``recycle`` option (the admittance matrix is re-used: ~7 ms instead of ~30 ms for case33bw).
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandapower as pp
@@ -8,6 +14,7 @@ import pandapower as pp
 from coordinator.case import DistributionNetwork
 
 VN_KV = 12.66  # any voltage works: impedances are converted from per unit on 1 MVA at this voltage
+_RECYCLE = {"trafo": False, "gen": False, "bus_pq": True}
 
 
 def adn_net(adn: DistributionNetwork) -> pp.pandapowerNet:
@@ -26,12 +33,12 @@ def adn_net(adn: DistributionNetwork) -> pp.pandapowerNet:
     return net
 
 
-def run_adn_pf(net: pp.pandapowerNet, p_mw: np.ndarray, q_mvar: np.ndarray) -> dict | None:
+def run_adn_pf(net: pp.pandapowerNet, p_mw: np.ndarray, q_mvar: np.ndarray, recycle: bool = False) -> dict | None:
     """Run ``runpp`` with the given bus withdrawals (ordered like the net's buses); None if it diverges."""
     net.load["p_mw"] = np.asarray(p_mw, dtype=float)
     net.load["q_mvar"] = np.asarray(q_mvar, dtype=float)
     try:
-        pp.runpp(net, numba=False)
+        pp.runpp(net, numba=False, **({"recycle": _RECYCLE} if recycle else {}))
     except pp.LoadflowNotConverged:
         return None
     return {
@@ -41,3 +48,29 @@ def run_adn_pf(net: pp.pandapowerNet, p_mw: np.ndarray, q_mvar: np.ndarray) -> d
         "losses_mw": float(net.res_line.pl_mw.sum()),
         "line_loading_max_pct": float(net.res_line.loading_percent.max()),
     }
+
+
+class AcChecker:
+    """Largest |V_ac - V_opt| per ADN, with every ADN's net built once for the life of the checker."""
+
+    def __init__(self) -> None:
+        self._nets: dict[tuple, pp.pandapowerNet] = {}
+
+    def _net(self, adn: DistributionNetwork) -> tuple[pp.pandapowerNet, bool]:
+        key = (adn.name, tuple(adn.buses), tuple(adn.branches))
+        fresh = key not in self._nets
+        if fresh:
+            self._nets[key] = adn_net(adn)
+        return self._nets[key], not fresh
+
+    def voltage_error(self, adn: DistributionNetwork, p: np.ndarray, q: np.ndarray, v_opt: np.ndarray,
+                      periods: list[int]) -> float:
+        """``p``, ``q``: (T, n_bus) withdrawals; ``v_opt``: (T, n_bus) optimiser voltages (p.u.)."""
+        worst = 0.0
+        for t in periods:
+            net, warm = self._net(adn)
+            pf = run_adn_pf(net, p[t], q[t], recycle=warm)
+            if pf is None:
+                return math.inf
+            worst = max(worst, float(np.max(np.abs(pf["vm_pu"] - v_opt[t]))))
+        return worst

@@ -51,7 +51,7 @@ def affine_follower(qp: FollowerQP, demand: dict[int, float], lo: dict[int, floa
 
 
 def centre_region(qp: FollowerQP, demand: dict[int, float], lo: dict[int, float], hi: dict[int, float],
-                  tol: float = 1e-7) -> AffineFollower | None:
+                  tol: float = 1e-7, factors: dict | None = None) -> AffineFollower | None:
     """The critical region that contains the centre of the box, with the facets that cut the box."""
     buses = sorted(lo)
     centre = {n: 0.5 * (lo[n] + hi[n]) for n in buses}
@@ -61,13 +61,13 @@ def centre_region(qp: FollowerQP, demand: dict[int, float], lo: dict[int, float]
         return None
     slack = qp.b_in - qp.a_in @ ref.x
     active = [k for k in range(len(slack)) if ref.mu[k] > tol * max(1.0, np.abs(ref.mu).max()) or slack[k] < 1e-9]
-    return region_of(qp, demand, buses, active, _vec(lo, buses), _vec(hi, buses))
+    return region_of(qp, demand, buses, active, _vec(lo, buses), _vec(hi, buses), factors)
 
 
 def region_of(qp: FollowerQP, demand: dict[int, float], buses: list[int], active: list[int], lo_v: np.ndarray,
-              hi_v: np.ndarray) -> AffineFollower | None:
+              hi_v: np.ndarray, factors: dict | None = None) -> AffineFollower | None:
     """Affine maps of the active set ``active`` and the facets of its region that cross the box."""
-    sol = _solve_active_set(qp, demand, buses, active)
+    sol = _solve_active_set(qp, demand, buses, active, factors)
     if sol is None:
         return None
     x0, S, lam0, L, mu_a0, mu_a = sol
@@ -87,13 +87,18 @@ def region_of(qp: FollowerQP, demand: dict[int, float], buses: list[int], active
 
 
 def explore_regions(qp: FollowerQP, demand: dict[int, float], lo: dict[int, float], hi: dict[int, float],
-                    max_regions: int = 12, samples: int = 40, seed: int = 0) -> list[AffineFollower] | None:
+                    max_regions: int = 12, samples: int = 40, seed: int = 0,
+                    factors: dict | None = None) -> list[AffineFollower] | None:
     """All critical regions that meet the box, by crossing each facet that cuts it (multi-parametric QP).
 
     Returns None when the exploration is not clean (a degenerate active set, too many regions, or a random
     sample of the box whose independent DC-OPF solution no region reproduces); the caller then keeps KKT.
+    ``factors`` caches each active set's factorised KKT system (it does not depend on the demand or the box), so a
+    later call re-certifies known regions against new data with one triangular solve each; the random samples are
+    drawn only when the call had to factorise an active set it had not seen (``samples`` of them).
     """
-    first = centre_region(qp, demand, lo, hi)
+    seen = None if factors is None else len(factors)
+    first = centre_region(qp, demand, lo, hi, factors=factors)
     if first is None:
         return None
     buses = first.buses
@@ -107,7 +112,7 @@ def explore_regions(qp: FollowerQP, demand: dict[int, float], lo: dict[int, floa
             key = frozenset(active)
             if key in found:
                 continue
-            nxt = region_of(qp, demand, buses, sorted(active), lo_v, hi_v)
+            nxt = region_of(qp, demand, buses, sorted(active), lo_v, hi_v, factors)
             if nxt is None:
                 return None
             found[key] = nxt
@@ -118,6 +123,8 @@ def explore_regions(qp: FollowerQP, demand: dict[int, float], lo: dict[int, floa
     regions = [r for r in found.values() if _meets_box(r, lo_v, hi_v)]
     if len(regions) > max_regions:
         return None
+    if seen is not None and len(factors) == seen:
+        return regions  # every region was certified before: the facet closure above re-proves the cover
     return regions if _covers(qp, demand, regions, lo_v, hi_v, samples, seed) else None
 
 
@@ -171,28 +178,78 @@ def _box_min(g0: np.ndarray, G: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> n
     return g0 + np.minimum(G * lo, G * hi).sum(axis=1)
 
 
-def _solve_active_set(qp: FollowerQP, demand: dict[int, float], buses: list[int], active: list[int]):
+def _solve_active_set(qp: FollowerQP, demand: dict[int, float], buses: list[int], active: list[int],
+                      factors: dict | None = None):
     """Solve [Q -Aeq' Aa'; Aeq 0 0; Aa 0 0] [x; lam; mu] = [-c; b_eq(w); b_a] for w = 0 and unit w per bus."""
+    n, m_eq, n_a = qp.n_var, qp.a_eq.shape[0], len(active)
+    key = (tuple(buses), tuple(active))
+    entry = factors.get(key) if factors is not None else None
+    if entry is None:
+        entry = _factorise(qp, buses, active)
+        if factors is not None:
+            factors[key] = entry
+    if entry is False:
+        return None
+    lu, kkt, sens = entry
+    rhs = np.zeros(n + m_eq + n_a)
+    rhs[:n] = -qp.c
+    rhs[n:n + m_eq] = qp.b_eq(demand, {})
+    rhs[n + m_eq:] = qp.b_in[active]
+    base = lu.solve(rhs)
+    if not np.all(np.isfinite(base)) or np.abs(kkt @ base - rhs).max() > 1e-6:
+        return None
+    sol = np.column_stack([base, sens])
+    x, lam, mu = sol[:n], sol[n:n + m_eq], sol[n + m_eq:]
+    return x[:, 0], x[:, 1:], lam[:, 0], lam[:, 1:], mu[:, 0], mu[:, 1:]
+
+
+def _factorise(qp: FollowerQP, buses: list[int], active: list[int]):
+    """LU of an active set's KKT matrix and its solution for unit withdrawals (data-free); False if singular."""
     n, m_eq, n_a = qp.n_var, qp.a_eq.shape[0], len(active)
     a_a = qp.a_in.tocsr()[active]
     kkt = sp.bmat([[sp.diags(qp.q), -qp.a_eq.T, a_a.T],
                    [qp.a_eq, None, None],
                    [a_a, None, None]], format="csc")
-    rhs = np.zeros((n + m_eq + n_a, 1 + len(buses)))
-    rhs[:n, 0] = -qp.c
-    rhs[n:n + m_eq, 0] = qp.b_eq(demand, {})
-    rhs[n + m_eq:, 0] = qp.b_in[active]
+    rhs = np.zeros((n + m_eq + n_a, len(buses)))
     for i, bus in enumerate(buses):
-        rhs[n + qp.balance_row[bus], 1 + i] = 1.0
+        rhs[n + qp.balance_row[bus], i] = 1.0
     try:
         lu = spla.splu(kkt)
-        sol = lu.solve(rhs)
+        sens = lu.solve(rhs) if len(buses) else np.zeros((n + m_eq + n_a, 0))
     except RuntimeError:  # singular: degenerate active set, keep the KKT block
-        return None
-    if not np.all(np.isfinite(sol)) or np.abs(kkt @ sol - rhs).max() > 1e-6:
-        return None
-    x, lam, mu = sol[:n], sol[n:n + m_eq], sol[n + m_eq:]
-    return x[:, 0], x[:, 1:], lam[:, 0], lam[:, 1:], mu[:, 0], mu[:, 1:]
+        return False
+    if not np.all(np.isfinite(sens)) or (sens.size and np.abs(kkt @ sens - rhs).max() > 1e-6):
+        return False
+    return lu, kkt, sens
+
+
+class RegionCache:
+    """Critical regions kept across solves: factorised active sets, and the last answers by exact input.
+
+    In a receding horizon without forecast noise, period t of a step has the data of period t + 1 of the step
+    before, so only the newest period needs exploring; with noise, known regions are re-certified with their
+    cached factorisations. Answers are kept for the last ``keep`` distinct inputs (memory stays flat).
+    """
+
+    def __init__(self, qp: FollowerQP, keep: int = 96) -> None:
+        self.qp, self.keep = qp, keep
+        self.factors: dict = {}
+        self._answers: dict = {}
+        self.hits = self.misses = 0
+
+    def explore(self, demand: dict[int, float], lo: dict[int, float], hi: dict[int, float]
+                ) -> list[AffineFollower] | None:
+        key = (tuple(sorted(demand.items())), tuple(sorted(lo.items())), tuple(sorted(hi.items())))
+        if key in self._answers:
+            self.hits += 1
+            self._answers[key] = self._answers.pop(key)  # most recent last
+            return self._answers[key]
+        self.misses += 1
+        found = explore_regions(self.qp, demand, lo, hi, factors=self.factors)
+        self._answers[key] = found
+        while len(self._answers) > self.keep:
+            self._answers.pop(next(iter(self._answers)))
+        return found
 
 
 def withdrawal_box(case, t: int, loss_allowance: float) -> tuple[dict[int, float], dict[int, float]]:

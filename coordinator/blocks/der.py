@@ -2,19 +2,25 @@
 
 Time-varying data (loads, PV availability, initial SoC) are data variables (``blocks/data.py``) so a model can be
 built once and re-used for every co-simulation step (see ``set_adn_data``). Big-M values come from the devices
-(PV peaks, BESS power), never from one horizon's loads, so they stay valid for any data.
+and a load peak given at build time (``add_der``), not from each new horizon.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pyomo.environ as pyo
 
 from coordinator.blocks.data import add_data
 from coordinator.case import DistributionNetwork
 
 
-def add_der(b: pyo.Block, adn: DistributionNetwork, periods: range, dt: float) -> None:
-    """Add PV, BESS and prosumer P2P to ``b``; defines ``b.p_withdrawal(j, t)`` / ``b.q_withdrawal(j, t)``."""
+def add_der(b: pyo.Block, adn: DistributionNetwork, periods: range, dt: float,
+            load_peak: np.ndarray | None = None) -> None:
+    """Add PV, BESS and prosumer P2P to ``b``; defines ``b.p_withdrawal(j, t)`` / ``b.q_withdrawal(j, t)``.
+
+    ``load_peak`` (per bus, MW; default: this horizon's peak) sizes the purchase big-M; a model re-used for other
+    data must be rebuilt when a load exceeds it (``coordinator.pipeline`` checks).
+    """
     b.T = pyo.Set(initialize=list(periods), ordered=True)
     b.PV = pyo.Set(initialize=range(len(adn.pv_bus)))
     b.B = pyo.Set(initialize=range(len(adn.bess)))
@@ -51,9 +57,10 @@ def add_der(b: pyo.Block, adn: DistributionNetwork, periods: range, dt: float) -
     # Prosumers: P2P trades q[i, j] (i sells to j) and retail exchange with the DSO grid
     pv_at = {i: [k for k, bus in enumerate(adn.pv_bus) if bus == i] for i in adn.buses}
     bess_at = {i: [k for k, x in enumerate(bess) if x.bus == i] for i in adn.buses}
+    peak = adn.load_p.max(axis=0) if load_peak is None else np.asarray(load_peak, dtype=float)
     big_sell = {i: sum(adn.pv_peak[k] for k in pv_at[i]) + sum(bess[k].pmax for k in bess_at[i]) for i in adn.prosumers}
-    # a prosumer buys at most what the others can sell
-    big_buy = {i: sum(v for j, v in big_sell.items() if j != i) + 1e-3 for i in adn.prosumers}
+    big_buy = {i: float(peak[adn.buses.index(i)]) * 2 + sum(bess[k].pmax for k in bess_at[i]) + 1e-3
+               for i in adn.prosumers}
     b.q = pyo.Var(b.KK, b.T, bounds=(0, None))
     b.g_imp = pyo.Var(b.K, b.T, bounds=(0, None))
     b.g_exp = pyo.Var(b.K, b.T, bounds=(0, None))
