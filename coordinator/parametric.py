@@ -20,6 +20,7 @@ import scipy.sparse.linalg as spla
 from scipy.optimize import linprog
 
 from coordinator.blocks.dcopf import FollowerQP
+from coordinator.blocks.pcc import pcc_range
 from coordinator.follower import FollowerInfeasible, solve_follower
 
 
@@ -261,16 +262,3 @@ def withdrawal_box(case, t: int, loss_allowance: float) -> tuple[dict[int, float
         lo[adn.tn_bus] = lo.get(adn.tn_bus, 0.0) + a_lo
         hi[adn.tn_bus] = hi.get(adn.tn_bus, 0.0) + a_hi
     return lo, hi
-
-
-def pcc_range(adn, t: int, loss_allowance: float) -> tuple[float, float]:
-    """Bounds on an ADN's PCC withdrawal: all PV and discharge vs all load and charge plus a loss allowance.
-
-    Losses are >= 0, so the lower bound is exact; the upper bound assumes losses below ``loss_allowance`` times
-    (load + charging), a modelling constraint that only cuts physically absurd operating points.
-    """
-    load = float(adn.load_p[t].sum())
-    bess = sum(b.pmax for b in adn.bess)
-    lo = load - float(adn.pv_avail[t].sum()) - bess
-    hi = (load + bess) * (1.0 + loss_allowance)
-    return max(lo, -adn.pcc_limit), min(hi, adn.pcc_limit)

@@ -1,8 +1,10 @@
-"""Build once, solve many: the entry point the CLI and the mosaik coordinator use.
+"""Build once, solve many: the entry point the CLI, the study and the mosaik coordinator use.
 
-A ``PlanningSession`` owns one Pyomo model for a fixed structure (ADNs, periods, formulation). Each ``solve``
-copies the new data (loads, PV, TN load, measured SoC) into the model's mutable Params and re-solves, so the
-model build cost is paid once per run, not once per step.
+A ``PlanningSession`` owns one model for a fixed structure (ADNs, periods, formulation). With the default ``fast``
+solver it is the model pipeline (``coordinator.pipeline``): leaders compiled once, data and follower forms updated
+per solve, critical regions kept across solves. With ``scip``/``gurobi`` it is the Pyomo model of
+``coordinator.dso_led``, whose data are refreshed in place (rebuilt when the follower is ``auto``, whose forms
+depend on the data).
 """
 
 from __future__ import annotations
@@ -11,31 +13,50 @@ import time
 
 from coordinator.case import Case
 from coordinator.dso_led import Formulation, build_dso_led, set_case_data
+from coordinator.pipeline import FastPipeline
 from coordinator.results import collect
 from coordinator.solvers import solve
 from coordinator.solvers.base import SolveOptions
+
+DEFAULT_SOLVER = "fast"
+DEFAULT_MIP_GAP = 1e-3
+DEFAULT_TIME_LIMIT = 120.0  # s per solve
+
+
+def default_options(**overrides) -> SolveOptions:
+    """The solve defaults (solver, gap, time limit), defined once for every command."""
+    return SolveOptions(**{"solver": DEFAULT_SOLVER, "mip_gap": DEFAULT_MIP_GAP, "time_limit": DEFAULT_TIME_LIMIT,
+                           **overrides})
 
 
 class PlanningSession:
     def __init__(self, case: Case, formulation: Formulation | None = None, options: SolveOptions | None = None):
         # the exact fast formulation by default; Formulation() alone is the plain KKT reference model
         self.formulation = formulation or Formulation(follower="auto")
-        self.options = options or SolveOptions(solver="fast")
+        self.options = options or default_options()
         start = time.perf_counter()
-        self.model = build_dso_led(case, self.formulation)
+        self.pipeline = FastPipeline(case, self.formulation, self.options) if self.options.solver == "fast" else None
+        self.model = None if self.pipeline else build_dso_led(case, self.formulation)
         self.build_time_s = time.perf_counter() - start
         self._fresh = True
 
     def solve(self, case: Case, ac_periods: list[int] | None = None) -> dict:
         """Solve for ``case`` (same structure as the first one) and return the result dict."""
+        if self.pipeline is not None:
+            fresh, self._fresh = self._fresh, False
+            result = self.pipeline.solve(case, ac_periods)
+            result["model_time_s"] = (self.build_time_s if fresh else 0.0) + result["build_time_s"]
+            result["build_time_s"] += self.build_time_s  # cumulative, as for the Pyomo path
+            return result
         start = time.perf_counter()
-        if not self._fresh:
+        fresh, self._fresh = self._fresh, False
+        if not fresh:
             if self.formulation.follower == "kkt":
                 set_case_data(self.model, case, self.formulation)
-            else:  # the affine follower is certified for one case's data: rebuild
+            else:  # the follower forms depend on the data: rebuild
                 self.model = build_dso_led(case, self.formulation)
-        self._fresh = False
         update_time = time.perf_counter() - start
         report = solve(self.model, self.options)
         result = collect(self.model, case, report, self.build_time_s + update_time, ac_periods)
+        result["model_time_s"] = self.build_time_s + update_time if fresh else update_time
         return result

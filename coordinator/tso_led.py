@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyomo.environ as pyo
 
+from coordinator.blocks.adns import add_adns, add_tn_demand, balance_rhs, dso_operating_cost
 from coordinator.blocks.dcopf import dcopf_qp
 from coordinator.blocks.primal import add_primal_qp
 from coordinator.case import Case
 from coordinator.cones import RotatedCone
-from coordinator.dso_led import add_adns, add_tn_demand, balance_rhs, dso_operating_cost
 from coordinator.follower import FollowerInfeasible, solve_follower
 from coordinator.results import collect, model_size
 from coordinator.solvers import solve

@@ -37,3 +37,16 @@ def add_pcc(m: pyo.Block, adns: list[DistributionNetwork], periods: range, withd
     m.inter_out = pyo.Expression(m.A, m.PT, rule=lambda _, a, t: sum(m.X[a, b, t] for b in m.A if (a, b) in m.AB))
     m.pcc_split = pyo.Constraint(m.A, m.PT, rule=lambda _, a, t: withdrawal(a, t)
                                  == m.p_imp[a, t] - m.p_exp[a, t] + m.inter_in[a, t] - m.inter_out[a, t])
+
+
+def pcc_range(adn, t: int, loss_allowance: float) -> tuple[float, float]:
+    """Bounds on an ADN's PCC withdrawal: all PV and discharge vs all load and charge plus a loss allowance.
+
+    Losses are >= 0, so the lower bound is exact; the upper bound assumes losses below ``loss_allowance`` times
+    (load + charging), a modelling constraint that only cuts physically absurd operating points.
+    """
+    load = float(adn.load_p[t].sum())
+    bess = sum(b.pmax for b in adn.bess)
+    lo = load - float(adn.pv_avail[t].sum()) - bess
+    hi = (load + bess) * (1.0 + loss_allowance)
+    return max(lo, -adn.pcc_limit), min(hi, adn.pcc_limit)

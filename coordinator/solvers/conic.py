@@ -60,12 +60,14 @@ def _scale(y, k: float):
 class ConicProblem:
     """``min 1/2 x'Px + q'x + const`` s.t. ``A_eq x = b_eq``, ``A_in x <= b_in``, cones ``h - G x in SOC``, bounds.
 
+    ``cones`` is ``(G, h, dims)``: the stacked rows of every second-order cone and each cone's dimension.
+
     ``solve(lb, ub)`` solves the continuous relaxation with other variable bounds; ``solver_time_s`` sums the time
     spent inside Clarabel over every call (what a step's timing calls the solver's own time).
     """
 
     def __init__(self, P: sp.spmatrix, q: np.ndarray, a_eq: sp.spmatrix, b_eq: np.ndarray, a_in: sp.spmatrix,
-                 b_in: np.ndarray, cones: list[tuple[sp.spmatrix, np.ndarray]], lb: np.ndarray, ub: np.ndarray,
+                 b_in: np.ndarray, cones: tuple[sp.spmatrix, np.ndarray, list[int]], lb: np.ndarray, ub: np.ndarray,
                  integer: np.ndarray, obj_const: float = 0.0) -> None:
         n = len(q)
         self.n = n
@@ -78,18 +80,18 @@ class ConicProblem:
         self.lb_cols = np.flatnonzero(np.isfinite(self.lb))
         eye = sp.identity(n, format="csr")
         bound_rows = sp.vstack([eye[self.ub_cols], -eye[self.lb_cols]])
-        soc_a = [sp.csr_matrix(g, shape=(g.shape[0], n)) for g, _ in cones]
+        cone_g, cone_h, dims = cones
         blocks = [sp.csr_matrix(a_eq, shape=(a_eq.shape[0], n)), bound_rows,
-                  sp.csr_matrix(a_in, shape=(a_in.shape[0], n)), *soc_a]
+                  sp.csr_matrix(a_in, shape=(a_in.shape[0], n)), sp.csr_matrix(cone_g, shape=(cone_g.shape[0], n))]
         self.A = sp.vstack(blocks, format="csc")
         self.n_eq = a_eq.shape[0]
         self.bound_row = self.n_eq
         self.n_bound_rows = len(self.ub_cols) + len(self.lb_cols)
         self.n_nonneg = self.n_bound_rows + a_in.shape[0]
-        self.soc_dims = [g.shape[0] for g, _ in cones]
-        self.n_soc = len(cones)
+        self.soc_dims = [int(d) for d in dims]
+        self.n_soc = len(self.soc_dims)
         self.b = np.concatenate([np.asarray(b_eq, dtype=float), np.zeros(self.n_bound_rows),
-                                 np.asarray(b_in, dtype=float), *[np.asarray(h, dtype=float) for _, h in cones]])
+                                 np.asarray(b_in, dtype=float), np.asarray(cone_h, dtype=float)])
         self.solver_time_s = 0.0
         self.solver_calls = 0
 
@@ -189,7 +191,7 @@ class PyomoConic(ConicProblem):
             P=sp.csc_matrix((pv, (pr, pc)), shape=(n, n)), q=q,
             a_eq=_rows(eq_rows, n), b_eq=np.array([r for _, r in eq_rows], dtype=float),
             a_in=_rows(in_rows, n), b_in=np.array([r for _, r in in_rows], dtype=float),
-            cones=[rotated_cone_rows(n, *terms) for terms in cone_terms],
+            cones=_stack_cones([rotated_cone_rows(n, *terms) for terms in cone_terms], n),
             lb=np.array([-np.inf if v.lb is None else float(v.lb) for v in self.columns]),
             ub=np.array([np.inf if v.ub is None else float(v.ub) for v in self.columns]),
             integer=np.array([v.is_binary() or v.is_integer() for v in self.columns]),
@@ -234,3 +236,10 @@ def _rows(rows: list[tuple[dict[int, float], float]], n: int) -> sp.csr_matrix:
         for col, a in coefs.items():
             r.append(k), c.append(col), v.append(a)
     return sp.csr_matrix((v, (r, c)), shape=(len(rows), n))
+
+
+def _stack_cones(blocks: list[tuple[sp.csr_matrix, np.ndarray]], n: int) -> tuple[sp.csr_matrix, np.ndarray, list[int]]:
+    if not blocks:
+        return sp.csr_matrix((0, n)), np.zeros(0), []
+    return (sp.vstack([g for g, _ in blocks], format="csr"), np.concatenate([h for _, h in blocks]),
+            [g.shape[0] for g, _ in blocks])

@@ -1,0 +1,348 @@
+"""The DSO-led model pipeline of the fast strategy: built once per structure, updated in place, solved as one
+conic problem.
+
+1. **Leaders, compiled once.** The ADN blocks, the PCC boundary and box (``blocks/adns.py``) are built in Pyomo once
+   and compiled once, by Pyomo's ``LinearStandardFormCompiler`` with the data variables unfixed, into matrices
+   ``A_dec x (= | <=) rhs - A_data theta``. A new step writes its data into the data variables, reads them into
+   ``theta`` and recomputes the right-hand sides: two sparse products, no translation.
+2. **Followers, per step.** Each period's follower form (affine, region hull or KKT: ``coordinator.followers``) is a
+   small block of rows over the host-bus withdrawals ``w`` and its own variables; critical regions are kept across
+   steps (``parametric.RegionCache``).
+3. **One conic problem** stacks both, and the Clarabel branch and bound solves it (``solvers/bnb.py``).
+4. **One result**: the solution vector is sliced by index maps into the arrays of ``coordinator.results``, which
+   builds the same result dict as for Pyomo models.
+
+``BuiltModel`` is the contract between these steps: index maps, the cone registry, each period's follower form.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyomo.environ as pyo
+import scipy.sparse as sp
+from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
+
+from coordinator.acpf import AcChecker
+from coordinator.blocks.adns import add_adns, add_pcc_box, dso_operating_cost, set_pcc_box
+from coordinator.blocks.data import data_variables
+from coordinator.blocks.dcopf import FollowerQP, dcopf_qp
+from coordinator.blocks.der import set_adn_data
+from coordinator.case import Case
+from coordinator.cones import registered_cones
+from coordinator.followers import FollowerForm, choose_forms
+from coordinator.parametric import RegionCache
+from coordinator.results import AdnArrays, solved_part, status_part
+from coordinator.solvers.base import SolveOptions, SolverUnavailable
+from coordinator.solvers.bnb import SOS1_REFUSED, branch_and_bound
+from coordinator.solvers.conic import ConicProblem, rotated_cone_rows
+
+
+@dataclass
+class Columns:
+    """Column of each leader variable (``-1`` where the variable is fixed, with its value in ``fixed``)."""
+
+    index: dict[int, int]
+    fixed: dict[int, float] = field(default_factory=dict)
+
+    def of(self, var_data) -> int:
+        return self.index.get(id(var_data), -1)
+
+    def grid(self, component, rows, periods) -> tuple[np.ndarray, np.ndarray]:
+        """(len(rows), T) columns and fixed values of ``component[row..., t]``."""
+        cols = np.full((len(rows), len(periods)), -1, dtype=int)
+        vals = np.zeros(cols.shape)
+        for i, r in enumerate(rows):
+            key = r if isinstance(r, tuple) else (r,)
+            for k, t in enumerate(periods):
+                v = component[(*key, t)]
+                cols[i, k] = self.of(v)
+                if cols[i, k] < 0:
+                    vals[i, k] = float(v.value)
+        return cols, vals
+
+
+def _take(x: np.ndarray, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    cols, vals = grid
+    return np.where(cols >= 0, x[np.maximum(cols, 0)], vals) if cols.size else vals
+
+
+class LeaderTemplate:
+    """The leaders' rows compiled once; ``rhs(theta)`` gives the right-hand sides for new data."""
+
+    def __init__(self, case: Case, voltage_cuts: bool, loss_allowance: float) -> None:
+        self.load_peaks = [adn.load_p.max(axis=0) for adn in case.adns]
+        m = pyo.ConcreteModel(name="dso_led_leaders")
+        m.T = pyo.Set(initialize=range(case.periods), ordered=True)
+        add_adns(m, case, voltage_cuts, self.load_peaks)
+        add_pcc_box(m, case, loss_allowance)
+        m.objective = pyo.Objective(expr=case.step_hours * sum(
+            dso_operating_cost(m, case, a, t) for a in m.pcc.A for t in m.T))
+        self.model = m
+        data = data_variables(m)
+        cones = registered_cones(m)
+        for cone in cones:
+            cone.constraint.deactivate()
+        for v in data:
+            v.unfix()
+        try:
+            info = LinearStandardFormCompiler().write(m, mixed_form=True)
+        finally:
+            for v in data:
+                v.fix()
+            for cone in cones:
+                cone.constraint.activate()
+        data_ids = {id(v) for v in data}
+        cols = info.columns
+        is_data = np.array([id(v) in data_ids for v in cols], dtype=bool)
+        dec, dat = np.flatnonzero(~is_data), np.flatnonzero(is_data)
+        self.columns = [cols[i] for i in dec]
+        self.data_vars = [cols[i] for i in dat]
+        self.col = Columns({id(v): k for k, v in enumerate(self.columns)})
+        A = sp.csr_matrix(info.A)
+        kinds = np.array([r.bound_type for r in info.rows])
+        sign = np.where(kinds == -1, -1.0, 1.0)  # ">=" rows become "<=" rows
+        A = sp.diags(sign) @ A
+        rhs = sign * np.asarray(info.rhs, dtype=float)
+        eq, le = np.flatnonzero(kinds == 0), np.flatnonzero(kinds != 0)
+        a_dec, a_dat = A[:, dec].tocsr(), A[:, dat].tocsr()
+        self.a_eq, self.eq_rhs, self.eq_dat = a_dec[eq], rhs[eq], a_dat[eq]
+        self.a_in, self.in_rhs, self.in_dat = a_dec[le], rhs[le], a_dat[le]
+        c = sp.csr_matrix(info.c).toarray().ravel() if info.c.shape[0] else np.zeros(len(cols))
+        self.q, self.q_dat = c[dec], c[dat]
+        self.q_const = float(np.sum(info.c_offset)) if len(info.c_offset) else 0.0
+        self.n = len(self.columns)
+        self.lb = np.array([-np.inf if v.lb is None else float(v.lb) for v in self.columns])
+        self.ub = np.array([np.inf if v.ub is None else float(v.ub) for v in self.columns])
+        self.integer = np.array([v.is_binary() for v in self.columns], dtype=bool)
+        self.cones = self._cone_rows(cones)
+        self.n_cones = len(cones)
+        self.maps = self._index_maps(case)
+
+    def _term(self, var) -> tuple[dict[int, float], float]:
+        col = self.col.of(var)
+        if col < 0:
+            if not var.fixed:
+                raise ValueError(f"{var.name} appears only in a cone")
+            return {}, float(var.value)
+        return {col: 1.0}, 0.0
+
+    def _cone_rows(self, cones) -> tuple[sp.csr_matrix, np.ndarray, list[int]]:
+        blocks = [rotated_cone_rows(self.n, [self._term(y) for y in c.ys], self._term(c.a), self._term(c.b))
+                  for c in cones]
+        if not blocks:
+            return sp.csr_matrix((0, self.n)), np.zeros(0), []
+        return (sp.vstack([g for g, _ in blocks], format="csr"), np.concatenate([h for _, h in blocks]),
+                [g.shape[0] for g, _ in blocks])
+
+    def _index_maps(self, case: Case) -> dict:
+        m, T = self.model, list(range(case.periods))
+        out = []
+        for a in range(len(case.adns)):
+            der, net = m.adn[a].der, m.adn[a].net
+            out.append({
+                "pcc_p": self.col.grid(net.pcc_p, [()], T), "pcc_q": self.col.grid(net.pcc_q, [()], T),
+                "pv": self.col.grid(der.pv, list(der.PV), T), "ch": self.col.grid(der.ch, list(der.B), T),
+                "dis": self.col.grid(der.dis, list(der.B), T), "soc": self.col.grid(der.soc, list(der.B), T),
+                "trades": self.col.grid(der.q, list(der.KK), T), "g_imp": self.col.grid(der.g_imp, list(der.K), T),
+                "g_exp": self.col.grid(der.g_exp, list(der.K), T), "P": self.col.grid(net.P, list(net.L), T),
+                "Q": self.col.grid(net.Q, list(net.L), T), "l": self.col.grid(net.l, list(net.L), T),
+                "v": self.col.grid(net.v, list(net.N), T),
+                "inter_in": self._pairs(m.pcc, [(b, a) for b in m.pcc.A if (b, a) in m.pcc.AB], T),
+                "inter_out": self._pairs(m.pcc, [(a, b) for b in m.pcc.A if (a, b) in m.pcc.AB], T),
+                "p_imp": self.col.grid(m.pcc.p_imp, [(a,)], T), "p_exp": self.col.grid(m.pcc.p_exp, [(a,)], T),
+            })
+        return {"adns": out}
+
+    def _pairs(self, pcc, pairs, T) -> tuple[np.ndarray, np.ndarray]:
+        return self.col.grid(pcc.X, pairs, T)
+
+    def theta(self, case: Case, loss_allowance: float) -> np.ndarray:
+        """Write ``case``'s data into the data variables and read them back in column order."""
+        for a, adn in enumerate(case.adns):
+            set_adn_data(self.model.adn[a].der, adn)
+        set_pcc_box(self.model, case, loss_allowance)
+        return np.array([v.value for v in self.data_vars], dtype=float)
+
+    def fits(self, case: Case) -> bool:
+        """The model's data-independent coefficients (purchase big-M) are valid for ``case``'s loads."""
+        return all(np.all(adn.load_p.max(axis=0) <= peak + 1e-12)
+                   for adn, peak in zip(case.adns, self.load_peaks, strict=True))
+
+
+@dataclass
+class BuiltModel:
+    """A DSO-led model for one structure: leader template, follower forms of the current data, index maps."""
+
+    leaders: LeaderTemplate
+    qp: FollowerQP
+    formulation: object  # coordinator.dso_led.Formulation
+    regions: RegionCache
+    forms: list[FollowerForm] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)  # first column of each period's follower locals
+    hosts: list[np.ndarray] = field(default_factory=list)  # (k, n_leader) map from leader columns to w_t
+
+    def assemble(self, case: Case) -> ConicProblem:
+        """The conic problem of ``case`` (same structure as the build case)."""
+        L = self.leaders
+        theta = L.theta(case, self.formulation.loss_allowance)
+        self.forms = choose_forms(case, self.qp, self.formulation.follower, self.formulation.loss_allowance,
+                                  self.regions)
+        dt = case.step_hours
+        q_leader = L.q.copy()
+        if case.price_mode == "tariff":
+            for amap in L.maps["adns"]:
+                imp, exp_ = amap["p_imp"][0][0], amap["p_exp"][0][0]
+                q_leader[imp] += dt * np.asarray(case.prices.tariff_import, dtype=float)
+                q_leader[exp_] -= dt * np.asarray(case.prices.tariff_export, dtype=float)
+        n_loc = [f.n_local for f in self.forms]
+        self.offsets = list(L.n + np.concatenate([[0], np.cumsum(n_loc)[:-1]]).astype(int)) if n_loc else []
+        n = L.n + int(sum(n_loc))
+        pcc_cols = [amap["pcc_p"][0][0] for amap in L.maps["adns"]]  # (T,) per ADN
+        self.hosts = []
+        eq_rows, eq_b = [sp.hstack([L.a_eq, sp.csr_matrix((L.a_eq.shape[0], n - L.n))])], [L.eq_rhs - L.eq_dat @ theta]
+        in_rows, in_b = [sp.hstack([L.a_in, sp.csr_matrix((L.a_in.shape[0], n - L.n))])], [L.in_rhs - L.in_dat @ theta]
+        q = np.concatenate([q_leader, np.zeros(n - L.n)])
+        p_r, p_c, p_v = [], [], []
+        lb = [L.lb] + [f.lb for f in self.forms]
+        ub = [L.ub] + [f.ub for f in self.forms]
+        integer = [L.integer] + [f.integer for f in self.forms]
+        cone_g, cone_h, dims = [sp.hstack([L.cones[0], sp.csr_matrix((L.cones[0].shape[0], n - L.n))])], \
+            [L.cones[1]], list(L.cones[2])
+        const = L.q_const + float(L.q_dat @ theta)
+        for t, (form, off) in enumerate(zip(self.forms, self.offsets, strict=True)):
+            host = np.zeros((len(form.buses), n))
+            for a, adn in enumerate(case.adns):
+                host[form.buses.index(adn.tn_bus), pcc_cols[a][t]] += 1.0
+            host = sp.csr_matrix(host)
+            self.hosts.append(host)
+            place = _placer(off, form.n_local, n)
+            eq_rows.append(sp.csr_matrix(form.eq_w) @ host + place(form.eq_loc))
+            eq_b.append(form.eq_b)
+            in_rows.append(sp.csr_matrix(form.in_w) @ host + place(form.in_loc))
+            in_b.append(form.in_b)
+            if case.price_mode == "lmp":  # the leaders pay the follower's LMPs (tariffs are in q_leader)
+                q += dt * (host.T @ form.pay_w)
+                q[off:off + form.n_local] += dt * form.pay_loc
+                quad = sp.coo_matrix(host.T @ sp.csr_matrix(form.pay_ww) @ host + _embed(form.pay_ll, off, n))
+                p_r.append(quad.row), p_c.append(quad.col), p_v.append(2.0 * dt * quad.data)  # 1/2 x'Px
+                const += dt * form.pay_const
+            for ys, ca, cb in form.cones:
+                g, h = rotated_cone_rows(n, [({off + y: 1.0}, 0.0) for y in ys], ({off + ca: 1.0}, 0.0),
+                                         ({off + cb: 1.0}, 0.0))
+                cone_g.append(g), cone_h.append(h), dims.append(g.shape[0])
+        P = sp.csc_matrix((np.concatenate(p_v) if p_v else [], (np.concatenate(p_r) if p_r else [],
+                                                                 np.concatenate(p_c) if p_c else [])), shape=(n, n))
+        problem = ConicProblem(
+            P=P, q=q, a_eq=sp.vstack(eq_rows, format="csr"), b_eq=np.concatenate(eq_b),
+            a_in=sp.vstack(in_rows, format="csr"), b_in=np.concatenate(in_b),
+            cones=(sp.vstack(cone_g, format="csr"), np.concatenate(cone_h), dims),
+            lb=np.concatenate(lb), ub=np.concatenate(ub), integer=np.concatenate(integer), obj_const=const)
+        return problem
+
+    def arrays(self, x: np.ndarray) -> list[AdnArrays]:
+        out = []
+        for amap in self.leaders.maps["adns"]:
+            get = {k: _take(x, g) for k, g in amap.items()}
+            out.append(AdnArrays(
+                pcc_p=get["pcc_p"][0], pcc_q=get["pcc_q"][0], pv=get["pv"], ch=get["ch"], dis=get["dis"],
+                soc=get["soc"], trades=get["trades"], g_imp=get["g_imp"], g_exp=get["g_exp"], P=get["P"],
+                Q=get["Q"], l=get["l"], v=get["v"], inter_in=get["inter_in"].sum(axis=0),
+                inter_out=get["inter_out"].sum(axis=0)))
+        return out
+
+    def follower_values(self, x: np.ndarray, case: Case) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """(n_var, T) TN primal and bus -> (T,) LMPs, read through each period's form."""
+        xs, lams = [], []
+        for form, off, host in zip(self.forms, self.offsets, self.hosts, strict=True):
+            z = np.concatenate([[1.0], host @ x, x[off:off + form.n_local]])
+            xs.append(form.x_map @ z)
+            lams.append(form.lam_map @ z)
+        tn_x = np.column_stack(xs)
+        lam = np.column_stack(lams)
+        return tn_x, {n: lam[row] for n, row in self.qp.balance_row.items()}
+
+    def size(self, problem: ConicProblem) -> dict:
+        return {"variables": problem.n, "binaries": int(problem.integer.sum()),
+                "constraints": int(problem.n_eq + problem.n_nonneg - problem.n_bound_rows + problem.n_soc),
+                "cones": problem.n_soc}
+
+    def formulation_info(self) -> dict:
+        kinds = [f.kind for f in self.forms]
+        f = self.formulation
+        return {
+            "follower": f.follower, "complementarity": f.complementarity, "voltage_cuts": f.voltage_cuts,
+            "loss_allowance": f.loss_allowance,
+            "affine_periods": [t for t, k in enumerate(kinds) if k == "affine"],
+            "region_periods": [t for t, k in enumerate(kinds) if k == "hull"],
+            "kkt_periods": [t for t, k in enumerate(kinds) if k == "kkt"],
+            "exact": not f.voltage_cuts,
+            "note": ("voltage cuts restrict the feasible set (conservative near Vmax)" if f.voltage_cuts
+                     else "every reformulation is exact: affine/region periods are proven, KKT periods are the "
+                          "plain single-level model"),
+        }
+
+
+def _embed(block, offset: int, n: int) -> sp.csr_matrix:
+    """A square (width, width) block at rows and columns offset.. of an (n, n) matrix."""
+    block = sp.coo_matrix(block)
+    return sp.csr_matrix((block.data, (block.row + offset, block.col + offset)), shape=(n, n))
+
+
+def _placer(offset: int, width: int, n: int):
+    """Put a (rows, width) block at columns offset.. of an (rows, n) matrix."""
+
+    def place(block) -> sp.csr_matrix:
+        block = sp.csr_matrix(block)
+        return sp.hstack([sp.csr_matrix((block.shape[0], offset)), block,
+                          sp.csr_matrix((block.shape[0], n - offset - width))], format="csr")
+
+    return place
+
+
+class FastPipeline:
+    """Build once, solve many: the DSO-led model of one structure through the fast strategy."""
+
+    def __init__(self, case: Case, formulation, options: SolveOptions) -> None:
+        if formulation.complementarity != "bigm":
+            raise SolverUnavailable(SOS1_REFUSED)
+        self.formulation, self.options = formulation, options
+        self.ac = AcChecker()
+        start = time.perf_counter()
+        self.qp = dcopf_qp(case.tn)
+        self.built = BuiltModel(LeaderTemplate(case, formulation.voltage_cuts, formulation.loss_allowance), self.qp,
+                                formulation, RegionCache(self.qp))
+        self.build_time_s = time.perf_counter() - start
+
+    def solve(self, case: Case, ac_periods: list[int] | None = None) -> dict:
+        start = time.perf_counter()
+        if not self.built.leaders.fits(case):  # a load above the big-M basis: rebuild the leaders for it
+            peaks = [np.maximum(adn.load_p.max(axis=0), p)
+                     for adn, p in zip(case.adns, self.built.leaders.load_peaks, strict=True)]
+            self.built.leaders = LeaderTemplate(_with_peaks(case, peaks), self.formulation.voltage_cuts,
+                                                self.formulation.loss_allowance)
+        problem = self.built.assemble(case)
+        model_time = time.perf_counter() - start
+        report, x = branch_and_bound(problem, self.options)
+        t_post = time.perf_counter()
+        out = status_part("dso-led", case, report, model_time, self.built.size(problem),
+                          self.built.formulation_info())
+        if x is not None:
+            tn_x, lmp = self.built.follower_values(x, case)
+            solved_part(out, case, self.qp, self.built.arrays(x), tn_x, lmp, ac_periods, self.ac)
+        out["post_time_s"] = time.perf_counter() - t_post
+        return out
+
+
+def _with_peaks(case: Case, peaks: list[np.ndarray]) -> Case:
+    """``case`` with each ADN's first period raised to ``peaks`` (only used to size a rebuild's big-M)."""
+    import dataclasses
+
+    adns = []
+    for adn, peak in zip(case.adns, peaks, strict=True):
+        load = adn.load_p.copy()
+        load[0] = np.maximum(load[0], peak)
+        adns.append(dataclasses.replace(adn, load_p=load))
+    return dataclasses.replace(case, adns=adns)
