@@ -6,6 +6,8 @@ pandapower's ``recycle`` option (the admittance matrix is re-used: ~7 ms instead
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 
 import numpy as np
@@ -17,19 +19,24 @@ VN_KV = 12.66  # any voltage works: impedances are converted from per unit on 1 
 _RECYCLE = {"trafo": False, "gen": False, "bus_pq": True}
 
 
+@functools.cache
+def _empty_net() -> pp.pandapowerNet:
+    """pandapower builds an empty net's tables from scratch (~0.3 s); a deep copy of one is ~10x faster."""
+    return pp.create_empty_network(sn_mva=1.0)
+
+
 def adn_net(adn: DistributionNetwork) -> pp.pandapowerNet:
     """A pandapower net of ``adn`` built from its branch data (root = ext_grid at 1.0 p.u., one load per bus)."""
-    net = pp.create_empty_network(sn_mva=1.0)
-    for bus in adn.buses:
-        pp.create_bus(net, vn_kv=VN_KV, index=bus)
+    net = copy.deepcopy(_empty_net())
+    pp.create_buses(net, len(adn.buses), vn_kv=VN_KV, index=list(adn.buses))
     z_base = VN_KV**2 / 1.0
-    for br in adn.branches:
-        max_i = br.smax / (np.sqrt(3) * VN_KV) if br.smax else 99.0
-        pp.create_line_from_parameters(net, br.i, br.j, length_km=1.0, r_ohm_per_km=br.r * z_base,
-                                       x_ohm_per_km=br.x * z_base, c_nf_per_km=0.0, max_i_ka=max_i)
+    br = adn.branches
+    pp.create_lines_from_parameters(
+        net, [b.i for b in br], [b.j for b in br], length_km=1.0, r_ohm_per_km=[b.r * z_base for b in br],
+        x_ohm_per_km=[b.x * z_base for b in br], c_nf_per_km=0.0,
+        max_i_ka=[b.smax / (np.sqrt(3) * VN_KV) if b.smax else 99.0 for b in br])
     pp.create_ext_grid(net, adn.root, vm_pu=1.0)
-    for bus in adn.buses:
-        pp.create_load(net, bus, p_mw=0.0, q_mvar=0.0, index=bus)
+    pp.create_loads(net, list(adn.buses), p_mw=0.0, q_mvar=0.0, index=list(adn.buses))
     return net
 
 
