@@ -1,0 +1,124 @@
+"""Co-simulation at the solver's speed (issue 14): everything around the solver measured against the solver.
+
+Two measurements, each a ratio taken inside one run so that a shared machine slows both sides alike:
+
+- ``run``: one ``tsodso run`` of a scenario (default: the default case, 24 hourly steps) in a child process; from its
+  HDF5 file, per step: ``step_time_s`` (the coordinator's whole step) and ``solver_time_s`` (inside Clarabel only,
+  summed over branch-and-bound nodes). Reports the median ratio over the steps after the first (target <= 1.3),
+  the run's wall time (target <= 30 s) and peak RSS.
+- ``solve``: one ``tsodso solve`` in a child process: its wall time, the solver time it reports, and the start-up
+  time of the interpreter with the same imports (``python -c 'import scenarios.cli, coordinator.session'``),
+  so that ``overhead = (wall - startup - solver) / solver`` (target <= 0.5).
+
+Prints a table and writes JSON (``--output``). Usage: ``python benchmarks/pipeline.py [--scenario NAME]
+[--hours 24] [--skip-run] [--skip-solve]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+try:  # benchmarks/ is not a package: run as a script, its directory is on sys.path
+    from benchmarks.runs import machine
+except ModuleNotFoundError:
+    from runs import machine
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("tsodso", "pyomo", "clarabel", "pandapower", "mosaik", "numpy", "scipy")
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall time (s), peak RSS (MB) and stderr of a child process (``/usr/bin/time -v`` when present)."""
+    wrapper = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").exists() else []
+    start = time.perf_counter()
+    proc = subprocess.run(wrapper + cmd, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    rss = float("nan")
+    for line in proc.stderr.splitlines():
+        if "Maximum resident set size" in line:
+            rss = float(line.split(":")[1]) / 1024.0
+    return wall, rss, proc.stderr
+
+
+def measure_run(scenario: str, hours: float, folder: Path) -> dict:
+    out = folder / "run.h5"
+    wall, rss, _ = timed([sys.executable, "-m", "scenarios.cli", "run", scenario, "--hours", f"{hours:g}",
+                          "--output", str(out), "--no-progress"])
+    with h5py.File(out, "r") as h5:
+        hub = h5["Coordinator"]["hub"]
+        step = np.asarray(hub["step_time_s"][()], dtype=float)
+        solver = np.asarray(hub["solver_time_s"][()], dtype=float)
+        model = np.asarray(hub["model_time_s"][()], dtype=float)
+        post = np.asarray(hub["post_time_s"][()], dtype=float)
+        status = [s.decode() if isinstance(s, bytes) else str(s) for s in hub["status"][()]]
+    later = slice(1, None)
+    ratio = step[later] / solver[later]
+    return {"scenario": scenario, "steps": int(len(step)), "wall_s": wall, "peak_rss_mb": rss,
+            "step_median_s": float(np.median(step[later])), "solver_median_s": float(np.median(solver[later])),
+            "model_median_s": float(np.median(model[later])), "post_median_s": float(np.median(post[later])),
+            "ratio_median": float(np.median(ratio)), "ratio_max": float(np.max(ratio)),
+            "first_step_s": float(step[0]), "statuses": {s: status.count(s) for s in sorted(set(status))}}
+
+
+def measure_solve(scenario: str, folder: Path, repeats: int = 3) -> dict:
+    imports = [sys.executable, "-c", "import scenarios.cli, coordinator.session, coordinator.pipeline, "
+               "scenarios.config, pandapower"]
+    startup = statistics.median(timed(imports)[0] for _ in range(repeats))
+    walls, solvers = [], []
+    for k in range(repeats):
+        out = folder / f"solve{k}.json"
+        wall, _, _ = timed([sys.executable, "-m", "scenarios.cli", "solve", scenario, "--output", str(out)])
+        result = json.loads(out.read_text())
+        walls.append(wall)
+        solvers.append(result["solver_time_s"])
+    wall, solver = statistics.median(walls), statistics.median(solvers)
+    return {"scenario": scenario, "wall_s": wall, "startup_s": startup, "solver_time_s": solver,
+            "overhead_ratio": (wall - startup - solver) / solver, "walls": walls, "solver_times": solvers}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scenario", default="ieee30_5adn")
+    p.add_argument("--hours", type=float, default=24.0)
+    p.add_argument("--skip-run", action="store_true")
+    p.add_argument("--skip-solve", action="store_true")
+    p.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "pipeline.json")
+    args = p.parse_args(argv)
+    rows: dict = {"machine": machine(PACKAGES)}
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_run:
+            rows["run"] = measure_run(args.scenario, args.hours, Path(tmp))
+        if not args.skip_solve:
+            rows["solve"] = measure_solve(args.scenario, Path(tmp))
+    if "run" in rows:
+        r = rows["run"]
+        print(f"run {r['scenario']}: {r['steps']} steps, wall {r['wall_s']:.1f} s (target <= 30 s), peak RSS "
+              f"{r['peak_rss_mb']:.0f} MB, first step {r['first_step_s']:.2f} s")
+        print("| median over steps 2.. | step (s) | solver (s) | model update (s) | post (s) | step / solver |")
+        print("|---|---:|---:|---:|---:|---:|")
+        print(f"| {r['scenario']} | {r['step_median_s']:.3f} | {r['solver_median_s']:.3f} | {r['model_median_s']:.3f}"
+              f" | {r['post_median_s']:.3f} | {r['ratio_median']:.3f} (max {r['ratio_max']:.2f}; target <= 1.3) |")
+    if "solve" in rows:
+        s = rows["solve"]
+        print(f"solve {s['scenario']}: wall {s['wall_s']:.2f} s, start-up {s['startup_s']:.2f} s, solver "
+              f"{s['solver_time_s']:.2f} s -> overhead {s['overhead_ratio']:.2f} x solver (target <= 0.5)")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(rows, indent=1))
+    print(f"JSON: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
