@@ -17,6 +17,7 @@ import numpy as np
 import pyomo.environ as pyo
 import scipy.sparse as sp
 from pyomo.repn import generate_standard_repn
+from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
 from coordinator.cones import RotatedCone, registered_cones
 
@@ -139,58 +140,56 @@ class ConicProblem:
 
 
 class PyomoConic(ConicProblem):
-    """A Pyomo model's continuous relaxation as a :class:`ConicProblem`; ``columns`` maps back to its Vars."""
+    """A Pyomo model's continuous relaxation as a :class:`ConicProblem`; ``columns`` maps back to its Vars.
+
+    Linear rows come from Pyomo's ``LinearStandardFormCompiler`` (one pass over the model, fixed variables become
+    constants), the cones from the registry, the (possibly quadratic) objective from its standard representation.
+    """
 
     def __init__(self, model: pyo.ConcreteModel) -> None:
         cones = registered_cones(model)
-        cone_ids = {id(c.constraint) for c in cones}
-        self.columns: list = []
-        self._col: dict[int, int] = {}
-        eq_rows, in_rows = [], []  # (coefs {col: a}, rhs)
-        for con in model.component_data_objects(pyo.Constraint, active=True):
-            if id(con) in cone_ids:
-                continue
-            repn = generate_standard_repn(con.body, quadratic=False)
-            if not repn.is_linear():
-                raise ValueError(f"constraint {con.name} is nonlinear and not a registered cone")
-            coefs = self._coefs(repn.linear_vars, repn.linear_coefs)
-            const = float(pyo.value(repn.constant))
-            lb = None if con.lower is None else float(pyo.value(con.lower)) - const
-            ub = None if con.upper is None else float(pyo.value(con.upper)) - const
-            if lb is not None and ub is not None and abs(lb - ub) < 1e-12:
-                eq_rows.append((coefs, ub))
-                continue
-            if ub is not None:
-                in_rows.append((coefs, ub))
-            if lb is not None:
-                in_rows.append(({c: -a for c, a in coefs.items()}, -lb))
-        obj = next(model.component_data_objects(pyo.Objective, active=True))
-        repn = generate_standard_repn(obj.expr, quadratic=True)
-        self.sense = 1.0 if obj.sense == pyo.minimize else -1.0
+        objective = next(model.component_data_objects(pyo.Objective, active=True))
+        for cone in cones:
+            cone.constraint.deactivate()
+        objective.deactivate()
+        try:
+            info = LinearStandardFormCompiler().write(model, mixed_form=True)
+        finally:
+            objective.activate()
+            for cone in cones:
+                cone.constraint.activate()
+        self.columns = list(info.columns)
+        self._col = {id(v): k for k, v in enumerate(self.columns)}
+        kinds = np.array([r.bound_type for r in info.rows], dtype=int)
+        sign = np.where(kinds == -1, -1.0, 1.0)  # ">=" rows become "<=" rows
+        a = sp.diags(sign) @ sp.csr_matrix(info.A) if len(kinds) else sp.csr_matrix((0, len(self.columns)))
+        rhs = sign * np.asarray(info.rhs, dtype=float) if len(kinds) else np.zeros(0)
+        eq, le = np.flatnonzero(kinds == 0), np.flatnonzero(kinds != 0)
+        repn = generate_standard_repn(objective.expr, quadratic=True)
+        self.sense = 1.0 if objective.sense == pyo.minimize else -1.0
         q_lin = self._coefs(repn.linear_vars, repn.linear_coefs)
-        quad = [(self._col_of(a), self._col_of(b), float(c))
-                for (a, b), c in zip(repn.quadratic_vars or [], repn.quadratic_coefs or [], strict=True)]
+        quad = [(self._col_of(x), self._col_of(y), float(c))
+                for (x, y), c in zip(repn.quadratic_vars or [], repn.quadratic_coefs or [], strict=True)]
         obj_const = float(pyo.value(repn.constant))
         cone_terms = [self._cone_terms(c) for c in cones]  # registers the cones' columns before n is known
         n = len(self.columns)
         if any(v.fixed for v in self.columns):
-            raise ValueError("fixed variables inside linear constraints are not supported by the conic form")
+            raise ValueError("fixed variables among the columns are not supported by the conic form")
+        a = sp.hstack([a, sp.csr_matrix((a.shape[0], n - a.shape[1]))], format="csr")
         q = np.zeros(n)
-        for c, a in q_lin.items():
-            q[c] = a * self.sense
+        for c, coef in q_lin.items():
+            q[c] = coef * self.sense
         pr, pc, pv = [], [], []
-        for i, j, a in quad:  # objective a*x_i*x_j -> 1/2 x'Px with P symmetric
-            a *= self.sense
+        for i, j, coef in quad:  # objective coef*x_i*x_j -> 1/2 x'Px with P symmetric
+            coef *= self.sense
             if i == j:
-                pr.append(i), pc.append(i), pv.append(2 * a)
+                pr.append(i), pc.append(i), pv.append(2 * coef)
             else:
                 pr += [i, j]
                 pc += [j, i]
-                pv += [a, a]
+                pv += [coef, coef]
         super().__init__(
-            P=sp.csc_matrix((pv, (pr, pc)), shape=(n, n)), q=q,
-            a_eq=_rows(eq_rows, n), b_eq=np.array([r for _, r in eq_rows], dtype=float),
-            a_in=_rows(in_rows, n), b_in=np.array([r for _, r in in_rows], dtype=float),
+            P=sp.csc_matrix((pv, (pr, pc)), shape=(n, n)), q=q, a_eq=a[eq], b_eq=rhs[eq], a_in=a[le], b_in=rhs[le],
             cones=_stack_cones([rotated_cone_rows(n, *terms) for terms in cone_terms], n),
             lb=np.array([-np.inf if v.lb is None else float(v.lb) for v in self.columns]),
             ub=np.array([np.inf if v.ub is None else float(v.ub) for v in self.columns]),
