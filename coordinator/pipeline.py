@@ -37,7 +37,7 @@ from coordinator.parametric import RegionCache
 from coordinator.results import AdnArrays, solved_part, status_part
 from coordinator.solvers.base import SolveOptions, SolverUnavailable
 from coordinator.solvers.bnb import SOS1_REFUSED, branch_and_bound
-from coordinator.solvers.conic import ConicProblem, rotated_cone_rows
+from coordinator.solvers.conic import ConicProblem, rotated_cones
 
 
 @dataclass
@@ -130,12 +130,8 @@ class LeaderTemplate:
         return {col: 1.0}, 0.0
 
     def _cone_rows(self, cones) -> tuple[sp.csr_matrix, np.ndarray, list[int]]:
-        blocks = [rotated_cone_rows(self.n, [self._term(y) for y in c.ys], self._term(c.a), self._term(c.b))
-                  for c in cones]
-        if not blocks:
-            return sp.csr_matrix((0, self.n)), np.zeros(0), []
-        return (sp.vstack([g for g, _ in blocks], format="csr"), np.concatenate([h for _, h in blocks]),
-                [g.shape[0] for g, _ in blocks])
+        return rotated_cones(self.n, [([self._term(y) for y in c.ys], self._term(c.a), self._term(c.b))
+                                      for c in cones])
 
     def _index_maps(self, case: Case) -> dict:
         m, T = self.model, list(range(case.periods))
@@ -229,10 +225,10 @@ class BuiltModel:
                 quad = sp.coo_matrix(host.T @ sp.csr_matrix(form.pay_ww) @ host + _embed(form.pay_ll, off, n))
                 p_r.append(quad.row), p_c.append(quad.col), p_v.append(2.0 * dt * quad.data)  # 1/2 x'Px
                 const += dt * form.pay_const
-            for ys, ca, cb in form.cones:
-                g, h = rotated_cone_rows(n, [({off + y: 1.0}, 0.0) for y in ys], ({off + ca: 1.0}, 0.0),
-                                         ({off + cb: 1.0}, 0.0))
-                cone_g.append(g), cone_h.append(h), dims.append(g.shape[0])
+            if form.cones:
+                g, h, d = rotated_cones(n, [([({off + y: 1.0}, 0.0) for y in ys], ({off + ca: 1.0}, 0.0),
+                                             ({off + cb: 1.0}, 0.0)) for ys, ca, cb in form.cones])
+                cone_g.append(g), cone_h.append(h), dims.extend(d)
         P = sp.csc_matrix((np.concatenate(p_v) if p_v else [], (np.concatenate(p_r) if p_r else [],
                                                                  np.concatenate(p_c) if p_c else [])), shape=(n, n))
         problem = ConicProblem(

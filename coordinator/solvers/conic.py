@@ -24,7 +24,7 @@ from coordinator.cones import RotatedCone, registered_cones
 # statuses that a second attempt would not change ("Almost...Infeasible" is numerical doubt: retried, then an error)
 _FINAL = ("Solved", "AlmostSolved", "PrimalInfeasible", "DualInfeasible", "MaxTime")
 
-__all__ = ["ConicProblem", "ConicSolution", "conic_from_pyomo", "rotated_cone_rows", "registered_cones"]
+__all__ = ["ConicProblem", "ConicSolution", "conic_from_pyomo", "registered_cones", "rotated_cones"]
 
 
 @dataclass
@@ -34,27 +34,33 @@ class ConicSolution:
     objective: float | None
 
 
-def rotated_cone_rows(n: int, ys: list[tuple[dict[int, float], float]], a: tuple[dict[int, float], float],
-                      b: tuple[dict[int, float], float]) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Rows (G, h) with ``h - G x = (a + b, 2y..., a - b) in SOC`` for ``sum y^2 <= a * b``; each affine term is
-    ``(coefs {column: value}, constant)``."""
-    terms = [_add(a, b, 1.0)] + [_scale(y, 2.0) for y in ys] + [_add(a, b, -1.0)]
-    rows, cols, vals, h = [], [], [], []
-    for r, (coefs, const) in enumerate(terms):
-        for c, v in coefs.items():
-            rows.append(r), cols.append(c), vals.append(-v)
-        h.append(const)
-    return sp.csr_matrix((vals, (rows, cols)), shape=(len(terms), n)), np.array(h, dtype=float)
+Term = tuple[dict[int, float], float]  # an affine term: (coefficients {column: value}, constant)
 
 
-def _add(a, b, sign: float):
+def rotated_cones(n: int, cones: list[tuple[list[Term], Term, Term]]) -> tuple[sp.csr_matrix, np.ndarray, list[int]]:
+    """Stacked rows ``(G, h, dims)`` with ``h - G x = (a + b, 2y..., a - b) in SOC`` for each ``sum y^2 <= a * b``
+    given as ``(ys, a, b)`` affine terms; one sparse matrix for all cones (building one per cone is slow)."""
+    rows, cols, vals, h, dims = [], [], [], [], []
+    r = 0
+    for ys, a, b in cones:
+        terms = [_add(a, b, 1.0)] + [_scale(y, 2.0) for y in ys] + [_add(a, b, -1.0)]
+        for coefs, const in terms:
+            for c, v in coefs.items():
+                rows.append(r), cols.append(c), vals.append(-v)
+            h.append(const)
+            r += 1
+        dims.append(len(terms))
+    return sp.csr_matrix((vals, (rows, cols)), shape=(r, n)), np.array(h, dtype=float), dims
+
+
+def _add(a: Term, b: Term, sign: float) -> Term:
     coefs = dict(a[0])
     for c, v in b[0].items():
         coefs[c] = coefs.get(c, 0.0) + sign * v
     return coefs, a[1] + sign * b[1]
 
 
-def _scale(y, k: float):
+def _scale(y: Term, k: float) -> Term:
     return {c: k * v for c, v in y[0].items()}, k * y[1]
 
 
@@ -190,7 +196,7 @@ class PyomoConic(ConicProblem):
                 pv += [coef, coef]
         super().__init__(
             P=sp.csc_matrix((pv, (pr, pc)), shape=(n, n)), q=q, a_eq=a[eq], b_eq=rhs[eq], a_in=a[le], b_in=rhs[le],
-            cones=_stack_cones([rotated_cone_rows(n, *terms) for terms in cone_terms], n),
+            cones=rotated_cones(n, cone_terms),
             lb=np.array([-np.inf if v.lb is None else float(v.lb) for v in self.columns]),
             ub=np.array([np.inf if v.ub is None else float(v.ub) for v in self.columns]),
             integer=np.array([v.is_binary() or v.is_integer() for v in self.columns]),
@@ -235,10 +241,3 @@ def _rows(rows: list[tuple[dict[int, float], float]], n: int) -> sp.csr_matrix:
         for col, a in coefs.items():
             r.append(k), c.append(col), v.append(a)
     return sp.csr_matrix((v, (r, c)), shape=(len(rows), n))
-
-
-def _stack_cones(blocks: list[tuple[sp.csr_matrix, np.ndarray]], n: int) -> tuple[sp.csr_matrix, np.ndarray, list[int]]:
-    if not blocks:
-        return sp.csr_matrix((0, n)), np.zeros(0), []
-    return (sp.vstack([g for g, _ in blocks], format="csr"), np.concatenate([h for _, h in blocks]),
-            [g.shape[0] for g, _ in blocks])
