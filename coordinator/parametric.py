@@ -12,36 +12,14 @@ Where it fails, the period keeps its KKT block.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.optimize import linprog
 
-from coordinator.blocks.dcopf import FollowerQP
+from coordinator.blocks.dcopf import AffineFollower, FollowerQP  # noqa: F401  (AffineFollower re-exported)
 from coordinator.blocks.pcc import pcc_range
 from coordinator.follower import FollowerInfeasible, solve_follower
-
-
-@dataclass
-class AffineFollower:
-    """Follower solution on one critical region: x = x0 + S w, lam = lam0 + L w, mu = mu0 + M w (w per host bus).
-
-    ``cut0 + cuts @ w >= 0`` are the region's facets that cross the box (empty when it covers the whole box).
-    """
-
-    buses: list[int]  # host buses, the order of w
-    x0: np.ndarray
-    S: np.ndarray
-    lam0: np.ndarray
-    L: np.ndarray
-    mu0: np.ndarray
-    M: np.ndarray
-    active: list[int]
-    cut0: np.ndarray
-    cuts: np.ndarray
-    flips: list[int]  # constraint index behind each cut: crossing it adds (inactive) or drops (active) it
 
 
 def affine_follower(qp: FollowerQP, demand: dict[int, float], lo: dict[int, float], hi: dict[int, float],

@@ -88,3 +88,23 @@ def dcopf_qp(tn: TransmissionNetwork) -> FollowerQP:
         eq_names=[f"balance{n}" for n in tn.buses] + [f"flow:{x.name}" for x in tn.lines] + ["ref"],
         balance_row={n: bus_pos[n] for n in tn.buses}, gen_col=gen_col, flow_col=flow_col, n_var=n_var,
     )
+
+
+@dataclass
+class AffineFollower:
+    """Follower solution on one critical region: x = x0 + S w, lam = lam0 + L w, mu = mu0 + M w (w per host bus).
+
+    ``cut0 + cuts @ w >= 0`` are the region's facets that cross the box (empty when it covers the whole box).
+    """
+
+    buses: list[int]  # host buses, the order of w
+    x0: np.ndarray
+    S: np.ndarray
+    lam0: np.ndarray
+    L: np.ndarray
+    mu0: np.ndarray
+    M: np.ndarray
+    active: list[int]
+    cut0: np.ndarray
+    cuts: np.ndarray
+    flips: list[int]  # constraint index behind each cut: crossing it adds (inactive) or drops (active) it

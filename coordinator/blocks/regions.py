@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pyomo.environ as pyo
 
+from coordinator.blocks.dcopf import AffineFollower
 from coordinator.cones import RotatedCone
-from coordinator.parametric import AffineFollower
 
 
 def add_region_disjunction(b: pyo.Block, regions: list[AffineFollower], w: list, lo: np.ndarray, hi: np.ndarray,
