@@ -67,8 +67,13 @@ def tn_result(m: pyo.ConcreteModel, case: Case) -> dict:
               for k, g in enumerate(case.tn.gens)}
     lmp = {str(n): [float(pyo.value(m.lmp[n, t])) for t in T] for n in case.tn.buses}
     cost = sum(g.alpha * p**2 + g.beta * p for g, ps in zip(case.tn.gens, gen_mw.values(), strict=True) for p in ps)
+    flow_mw = {line.name: [float(pyo.value(m.tn_x[qp.flow_col[k], t])) for t in T]
+               for k, line in enumerate(case.tn.lines)}
+    loading = [100.0 * abs(f) / line.fmax for line, fs in zip(case.tn.lines, flow_mw.values(), strict=True)
+               for f in fs if math.isfinite(line.fmax) and line.fmax > 0]  # DC flows against the lines' ratings
     return {"case": case.tn.case, "load_scale": [float(x) for x in case.tn.load_scale], "gen_mw": gen_mw,
-            "lmp": lmp, "generation_cost": cost * case.step_hours}
+            "lmp": lmp, "generation_cost": cost * case.step_hours, "flow_mw": flow_mw,
+            "line_loading_max_pct": max(loading, default=math.nan)}
 
 
 def _gen_key(name: str) -> str:

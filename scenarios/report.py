@@ -127,6 +127,12 @@ def compare_table(a: dict[str, Any], b: dict[str, Any], label_a: str, label_b: s
 
 
 # --- plots ------------------------------------------------------------------------------------------------------
+def legend_outside(ax, **kwargs) -> None:
+    """The legend right of the axes, so it never covers a curve, a tick label or a title (use with a figure made
+    with ``layout="constrained"``, which makes room for it)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
+
+
 def write_plots(runs: list[Run], directory: Path) -> list[Path]:
     """PNG plots, runs overlaid (solid, dashed, ...); returns the files written."""
     import matplotlib
