@@ -13,6 +13,7 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -356,8 +357,11 @@ def parse_schemes(text: str) -> list[str]:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
+    from loguru import logger
+
     from scenarios.cli import UsageError, console, formulation_from
     from scenarios.config import ScenarioError, load_scenario
+    from scenarios.run_cli import _route_logs
 
     try:
         days = study_days(args.days)
@@ -384,12 +388,17 @@ def cmd_study(args: argparse.Namespace) -> int:
             console.print(info)
 
     start = time.perf_counter()
-    with progress:
-        task = progress.add_task("study", total=len(days) * len(schemes), info=f"day {days[0]} ...")
-        try:
+    handler = _route_logs("WARNING") if args.cosim else None  # mosaik's INFO chatter stays hidden, as in ``run``
+    try:
+        with progress:
+            task = progress.add_task("study", total=len(days) * len(schemes), info=f"day {days[0]} ...")
             rows = run_study(config, days, schemes, options, on_result)
-        except ScenarioError as exc:
-            raise UsageError(str(exc)) from exc
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from exc
+    finally:
+        if handler is not None:
+            logger.remove(handler)
+            logger.add(sys.stderr)
     wall = time.perf_counter() - start
     findings = paired_findings(rows, schemes) if len(schemes) == 2 else []
     out = Console()

@@ -163,3 +163,19 @@ def test_study_end_to_end_two_days(tmp_path: Path) -> None:
     worst = max(abs(dispatch[t].x[session.model.qp.flow_col[k]]) / line.fmax * 100
                 for k, line in enumerate(case.tn.lines) for t in range(case.periods))
     assert fresh["tn"]["line_loading_max_pct"] == pytest.approx(worst, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_study_with_the_cosimulation(tmp_path: Path) -> None:
+    """``--cosim``: one co-simulation per day and scheme, an HDF5 file each, KPIs from the AC power flow."""
+    out, runs = tmp_path / "study.json", tmp_path / "runs"
+    assert main(["study", "small_2adn", "--days", "196,", "--periods", "1", "--cosim", "--runs", str(runs),
+                 "--json", str(out), "--no-progress"]) == 0
+    data = json.loads(out.read_text())
+    assert data["mode"] == "co-simulation"
+    assert {p.name for p in runs.glob("*.h5")} == {"day196-dso-led.h5", "day196-tso-led.h5"}
+    for scheme in ("dso-led", "tso-led"):
+        row = data["days"][0][scheme]
+        assert row["status"] == "completed"
+        assert all(math.isfinite(row["kpis"][k]) for k in ("tn_import_mwh", "dso_cost", "tn_line_loading_max_pct"))
+    assert all(f["n_days"] == 1 for f in data["findings"])
