@@ -184,6 +184,45 @@ def run_study(config: Any, days: Sequence[int], schemes: Sequence[str], options:
     return out
 
 
+_WORKER: tuple[str, Any, dict] | None = None  # (scenario, config, sessions) of a --jobs worker process
+
+
+def _worker_day(scenario: str, day: int, schemes: tuple[str, ...], options: StudyOptions) -> dict:
+    """One day in a worker process; the worker keeps its config and DSO-led session for its next days."""
+    global _WORKER
+    if _WORKER is None or _WORKER[0] != scenario:
+        from scenarios.config import load_scenario
+
+        _WORKER = (scenario, load_scenario(scenario), {})
+    _, config, sessions = _WORKER
+    return {"day": day, "date": day_date(day), **{s: solve_day(config, day, s, options, sessions) for s in schemes}}
+
+
+def run_study_parallel(scenario: str, days: Sequence[int], schemes: Sequence[str], options: StudyOptions, jobs: int,
+                       on_result: Callable[[int, str, dict], None] | None = None) -> list[dict]:
+    """``run_study`` with days spread over ``jobs`` processes (the scenario is re-loaded by name or path in each,
+    a config is not picklable). A worker that dies makes its day an error row."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    done: dict[int, dict] = {}
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_worker_day, scenario, day, tuple(schemes), options): day for day in days}
+        for future in as_completed(futures):
+            day = futures[future]
+            try:
+                entry = future.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. BrokenProcessPool: the day is a row, the study goes on
+                row = {"status": "error", "message": f"worker process: {type(exc).__name__}: {exc}",
+                       "solve_time_s": math.nan, "wall_s": math.nan, "kpis": {}}
+                entry = {"day": day, "date": day_date(day), **{s: dict(row) for s in schemes}}
+            done[day] = entry
+            for scheme in schemes:
+                if on_result is not None:
+                    on_result(day, scheme, entry[scheme])
+    return [done[day] for day in days]
+
+
 # --- statistics ---------------------------------------------------------------------------------------------------
 def succeeded(row: dict | None) -> bool:
     return row is not None and row.get("status") in SUCCESS
@@ -339,6 +378,8 @@ def add_study_parser(sub: Any) -> None:
                    help="folder of the per-day HDF5 files with --cosim (default: %(default)s)")
     s.add_argument("--json", type=Path, metavar="FILE", help="write findings and per-day rows as JSON")
     s.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots of the per-day differences into DIR")
+    s.add_argument("--jobs", type=_positive(int), default=1, metavar="N",
+                   help="days solved in N processes at once (default: %(default)s; at most the number of cores)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar; one line per day and scheme")
     add_solver_arguments(s)
     s.set_defaults(func=cmd_study)
@@ -375,7 +416,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     mode = "co-simulation" if args.cosim else "day-ahead optimisation"
     periods = horizon(config, options)
     console.print(f"[bold]tsodso study[/] {config.name}: {len(days)} days x {', '.join(schemes)}, {mode} of "
-                  f"{periods} periods, solver {args.solver}")
+                  f"{periods} periods, solver {args.solver}, {args.jobs} process(es)")
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
                         disable=args.no_progress)
@@ -392,7 +433,10 @@ def cmd_study(args: argparse.Namespace) -> int:
     try:
         with progress:
             task = progress.add_task("study", total=len(days) * len(schemes), info=f"day {days[0]} ...")
-            rows = run_study(config, days, schemes, options, on_result)
+            if args.jobs > 1:
+                rows = run_study_parallel(str(args.scenario), days, schemes, options, args.jobs, on_result)
+            else:
+                rows = run_study(config, days, schemes, options, on_result)
     except ScenarioError as exc:
         raise UsageError(str(exc)) from exc
     finally:

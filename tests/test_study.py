@@ -118,8 +118,8 @@ def test_a_failed_day_is_recorded_and_the_study_goes_on(monkeypatch: pytest.Monk
 
 
 def test_study_end_to_end_two_days(tmp_path: Path) -> None:
-    """2 days x 2 schemes, 2 periods each: documented JSON schema, plots, and the re-used DSO-led model gives the
-    same KPIs as a fresh solve of that day."""
+    """2 days x 2 schemes, 2 periods each: documented JSON schema, plots, the same rows with 2 worker processes, and
+    the re-used DSO-led model gives the same KPIs as a fresh solve of that day."""
     import dataclasses
 
     from coordinator.session import PlanningSession
@@ -143,6 +143,16 @@ def test_study_end_to_end_two_days(tmp_path: Path) -> None:
             assert row["status"] == "optimal" and row["solve_time_s"] > 0
             assert set(row["kpis"]) == {k for k, _, _ in KPIS}
             assert 0 < row["kpis"]["tn_line_loading_max_pct"] < 100
+    # two worker processes give the same rows
+    parallel = tmp_path / "parallel.json"
+    assert main(["study", "small_2adn", "--days", "15,196", "--periods", "2", "--json", str(parallel), "--jobs", "2",
+                 "--no-progress", "--mip-gap", "1e-6"]) == 0
+    for one, two in zip(data["days"], json.loads(parallel.read_text())["days"], strict=True):
+        assert one["day"] == two["day"]
+        for scheme in ("dso-led", "tso-led"):
+            assert two[scheme]["status"] == "optimal"
+            for key, value in one[scheme]["kpis"].items():
+                assert two[scheme]["kpis"][key] == pytest.approx(value, rel=1e-4, abs=1e-4), (one["day"], key)
     written = {p.name for p in plots.glob("*.png")}
     assert "differences.png" in written and {f"diff_{k}.png" for k, _, _ in KPIS} <= written
 
