@@ -194,6 +194,11 @@ def _worker_day(scenario: str, day: int, schemes: tuple[str, ...], options: Stud
         from scenarios.config import load_scenario
 
         _WORKER = (scenario, load_scenario(scenario), {})
+        if options.cosim:  # mosaik's INFO chatter stays hidden in the workers too
+            from loguru import logger
+
+            logger.remove()
+            logger.add(sys.stderr, level="WARNING")
     _, config, sessions = _WORKER
     return {"day": day, "date": day_date(day), **{s: solve_day(config, day, s, options, sessions) for s in schemes}}
 
