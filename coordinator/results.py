@@ -133,12 +133,13 @@ def tn_result(case: Case, qp, x: np.ndarray, lmp: dict[int, np.ndarray]) -> dict
     gen_mw = {_gen_key(g.name): x[qp.gen_col[k]].tolist() for k, g in enumerate(case.tn.gens)}
     flows = x[qp.flow_col]
     fmax = np.array([ln.fmax for ln in case.tn.lines], dtype=float)
-    loading = np.abs(flows) / np.where(np.isfinite(fmax) & (fmax > 0), fmax, np.inf)[:, None] * 100.0
+    rated = np.isfinite(fmax) & (fmax > 0)  # DC flows against the lines' ratings
+    loading = np.abs(flows[rated]) / fmax[rated, None] * 100.0
     cost = sum(g.alpha * p**2 + g.beta * p for g, ps in zip(case.tn.gens, gen_mw.values(), strict=True) for p in ps)
     return {"case": case.tn.case, "load_scale": [float(s) for s in case.tn.load_scale], "gen_mw": gen_mw,
             "lmp": {str(n): np.asarray(lmp[n], dtype=float).tolist() for n in case.tn.buses},
             "flow_mw": {ln.name: flows[k].tolist() for k, ln in enumerate(case.tn.lines)},
-            "line_loading_max_pct": float(loading.max(initial=0.0)),
+            "line_loading_max_pct": float(loading.max()) if loading.size else math.nan,
             "generation_cost": cost * case.step_hours}
 
 

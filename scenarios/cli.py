@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     from scenarios.report import add_report_parsers  # report / compare of results files
 
     add_report_parsers(sub)
+    from scenarios.study import add_study_parser  # both schemes over many days
+
+    add_study_parser(sub)
     return parser
 
 

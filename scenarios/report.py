@@ -103,6 +103,7 @@ def _fmt(value: float) -> str:
 
 
 def kpi_table(kpis: dict[str, Any], title: str) -> Table:
+    """Every KPI (JSON key) x ADNs and total in one table: wide with many ADNs; ``kpi_tables`` fits a terminal."""
     names = list(kpis["adns"])
     table = Table(title=title)
     table.add_column("KPI", no_wrap=True)
@@ -112,6 +113,59 @@ def kpi_table(kpis: dict[str, Any], title: str) -> Table:
     for key, value in kpis["total"].items():
         table.add_row(key, *(_fmt(kpis["adns"][n].get(key, math.nan)) for n in names), _fmt(value))
     return table
+
+
+def _cell(value: float) -> str:
+    """Compact number for the KPI tables: interior-point noise (< 1e-5) is 0, 4 significant digits, no exponent
+    for large values."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if abs(value) < 1e-5:
+        return "0"
+    return f"{value:.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+
+
+# short row labels of the per-ADN KPIs (JSON keys in ``--json``), so that 5 ADNs + total fit 80 columns
+SHORT_LABELS = {
+    "tn_import_mwh": "import MWh", "tn_export_mwh": "export MWh", "pv_energy_mwh": "PV MWh",
+    "demand_mwh": "demand MWh", "bess_throughput_mwh": "BESS MWh", "curtailment_mwh": "curtailed MWh",
+    "p2p_intra_mwh": "P2P intra MWh", "p2p_inter_mwh": "P2P inter MWh", "bess_equivalent_cycles": "BESS cycles",
+    "self_consumption": "self-consump.", "self_sufficiency": "self-suffic.", "v_min_pu": "V min p.u.",
+    "v_max_pu": "V max p.u.", "line_loading_max_pct": "line load max %",
+}
+
+
+def kpi_tables(kpis: dict[str, Any], title: str, width: int = 80) -> list[Table]:
+    """The KPIs as tables no wider than ``width``: per-ADN KPIs (short labels) x ADNs + total, split into several
+    tables by ADN columns when they do not fit, then one table of the run-level values (costs, solve, model)."""
+    names = list(kpis["adns"])
+    per_adn = [k for k in kpis["total"] if names and all(k in kpis["adns"][n] for n in names)]
+    columns = [*names, "total"]
+
+    def table(cols: list[str], part: str) -> Table:
+        t = Table(title=title + part)
+        t.add_column("KPI", no_wrap=True)
+        for col in cols:
+            t.add_column(col, justify="right", no_wrap=True, style="bold" if col == "total" else None)
+        for key in per_adn:
+            t.add_row(SHORT_LABELS.get(key, key), *(_cell(kpis["total"][key] if col == "total"
+                                                          else kpis["adns"][col][key]) for col in cols))
+        return t
+
+    measure = Console(width=10_000)
+    groups: list[list[str]] = [[]]
+    for col in columns:
+        if groups[-1] and measure.measure(table([*groups[-1], col], "")).maximum > width:
+            groups.append([])
+        groups[-1].append(col)
+    tables = [table(cols, "" if len(groups) == 1 else f" ({k + 1}/{len(groups)})") for k, cols in enumerate(groups)]
+    run_level = Table(title="run totals", show_header=False)
+    run_level.add_column("KPI", no_wrap=True)
+    run_level.add_column("value", justify="right", no_wrap=True)
+    for key, value in kpis["total"].items():
+        if key not in per_adn:
+            run_level.add_row(key, _cell(value))
+    return [*tables, run_level]
 
 
 def compare_table(a: dict[str, Any], b: dict[str, Any], label_a: str, label_b: str) -> Table:
@@ -127,6 +181,12 @@ def compare_table(a: dict[str, Any], b: dict[str, Any], label_a: str, label_b: s
 
 
 # --- plots ------------------------------------------------------------------------------------------------------
+def legend_outside(ax, **kwargs) -> None:
+    """The legend right of the axes, so it never covers a curve, a tick label or a title (use with a figure made
+    with ``layout="constrained"``, which makes room for it)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
+
+
 def write_plots(runs: list[Run], directory: Path) -> list[Path]:
     """PNG plots, runs overlaid (solid, dashed, ...); returns the files written."""
     import matplotlib
@@ -138,16 +198,15 @@ def write_plots(runs: list[Run], directory: Path) -> list[Path]:
     styles = ["-", "--", ":", "-."]
     written = []
 
-    def figure(name: str, title: str, ylabel: str, draw) -> None:
-        fig, ax = plt.subplots(figsize=(9, 4.5))
+    def figure(name: str, title: str, ylabel: str, draw, xlabel: str = "hour") -> None:
+        fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
         for k, run in enumerate(runs):
             draw(ax, run, styles[k % len(styles)], f" [{run.label}]" if len(runs) > 1 else "")
         ax.set_title(title)
-        ax.set_xlabel("hour")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
+        legend_outside(ax, fontsize=7)
         path = directory / f"{name}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -178,9 +237,9 @@ def write_plots(runs: list[Run], directory: Path) -> list[Path]:
         for i, a in enumerate(r.adns):
             ax.plot(r.hours, a.v_min_pu, ls, color=colours(i), label=f"{a.name} min/max{tag}")
             ax.plot(r.hours, a.v_max_pu, ls, color=colours(i))
-        ax.text(0.01, 0.02, "; ".join(sorted({x.source for x in runs})), transform=ax.transAxes, fontsize=7)
 
-    figure("voltage", "ADN voltage envelope (AC power flow for runs, optimiser for plans)", "p.u.", voltage)
+    figure("voltage", "ADN voltage envelope (AC power flow for runs, optimiser for plans)", "p.u.", voltage,
+           xlabel="hour    (source: " + "; ".join(sorted({x.source for x in runs})) + ")")
     if any(r.solve_time_s.size > 1 for r in runs):
         figure("solve_time", "Solve time per step", "s",
                lambda ax, r, ls, tag: ax.plot(r.hours[:r.solve_time_s.size], r.solve_time_s, ls + "o", ms=3,
@@ -221,7 +280,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     run = _load(args.results)
     kpis = run_kpis(run)
     out = Console()
-    out.print(kpi_table(kpis, f"{run.label}: {run.scheme}, {run.source}, {len(run.hours)} periods"))
+    for table in kpi_tables(kpis, f"{run.label}: {run.scheme}, {run.source}, {len(run.hours)} periods",
+                            width=out.width):
+        out.print(table)
     if "tso_led" in run.extra:
         sim = run.extra["tso_led"]["stage1"]["simultaneity"]
         out.print(f"TSO-led stage 1 (relaxed): BESS ch+dis at once {sim['bess_charge_discharge_mwh']:.4g} MWh, "

@@ -33,6 +33,10 @@ class AdnSeries:
     v_min_pu: np.ndarray
     v_max_pu: np.ndarray
     line_loading_max_pct: np.ndarray | None = None  # AC power flow only
+    # for the DSO cost (scenarios.dso_cost); None when the file does not have them
+    p2p_inter_in_mw: np.ndarray | None = None
+    retail_mw: np.ndarray | None = None  # prosumers' retail import + export
+    losses_mw: np.ndarray | None = None  # optimiser's (plan) or AC power flow's (run)
 
 
 @dataclass
@@ -87,13 +91,22 @@ def _from_json(path: Path, label: str | None) -> Run:
             charge_mw=_bess_matrix(bess, "charge_mw", periods),
             discharge_mw=_bess_matrix(bess, "discharge_mw", periods), soc_mwh=_bess_matrix(bess, "soc_mwh", periods),
             bess_capacity_mwh=float(capacity), p2p_intra_mw=_arr(a["p2p_intra_mw"]),
-            p2p_inter_out_mw=_arr(a["p2p_inter_out_mw"]), v_min_pu=_arr(a["v_min_pu"]), v_max_pu=_arr(a["v_max_pu"])))
+            p2p_inter_out_mw=_arr(a["p2p_inter_out_mw"]), v_min_pu=_arr(a["v_min_pu"]), v_max_pu=_arr(a["v_max_pu"]),
+            **_cost_series_json(a)))
     return Run(label=label or path.stem, path=path, source="plan (JSON)", scheme=res.get("scheme", "dso-led"),
                step_hours=dt, hours=float(res.get("start_hour", 0.0)) + dt * np.arange(periods), adns=adns,
                lmp={int(n): _arr(v) for n, v in res["tn"]["lmp"].items()},
                generation_cost=float(res["tn"]["generation_cost"]), dso_cost=_num(res.get("objective")),
                solve_time_s=_arr([res.get("solve_time_s", math.nan)]), mip_gap=_num(res.get("mip_gap")),
                model=dict(res.get("model", {})), extra={k: res[k] for k in ("tso_led",) if k in res})
+
+
+def _cost_series_json(a: dict) -> dict:
+    """The extra series ``scenarios.dso_cost`` needs, from a plan's ADN entry (absent in old files: None)."""
+    retail = (_arr(a["retail_import_mw"]) + _arr(a["retail_export_mw"])
+              if "retail_import_mw" in a and "retail_export_mw" in a else None)
+    return {"p2p_inter_in_mw": _arr(a["p2p_inter_in_mw"]) if "p2p_inter_in_mw" in a else None,
+            "retail_mw": retail, "losses_mw": _arr(a["losses_mw"]) if "losses_mw" in a else None}
 
 
 def _bess_matrix(bess: list[dict], key: str, periods: int) -> np.ndarray:
@@ -139,17 +152,28 @@ def _from_hdf5(path: Path, label: str | None) -> Run:
             bess_capacity_mwh=(sum(b.to_bess().emax - b.to_bess().emin for b in place.bess) if place else math.nan),
             p2p_intra_mw=get(f"/DSO/{name}/p2p_intra_mw"), p2p_inter_out_mw=get(f"/DSO/{name}/p2p_inter_out_mw"),
             v_min_pu=get(f"/ADNGrid/{name}/vm_min_pu"), v_max_pu=get(f"/ADNGrid/{name}/vm_max_pu"),
-            line_loading_max_pct=get(f"/ADNGrid/{name}/line_loading_max_pct")))
+            line_loading_max_pct=get(f"/ADNGrid/{name}/line_loading_max_pct"),
+            p2p_inter_in_mw=get(f"/DSO/{name}/p2p_inter_in_mw"), losses_mw=get(f"/ADNGrid/{name}/losses_mw"),
+            retail_mw=get(f"/ADNPlan/{name}/retail_mw") if f"/ADNPlan/{name}/retail_mw" in data else None))
     hub = "/Coordinator/hub/"
     lmp = {int(k.rsplit("/", 1)[1]): np.asarray(v, dtype=float) for k, v in data.items()
            if k.startswith("/TSO/tn/lmp/")}
     gen_cost = float(np.nansum(get("/TSO/tn/generation_cost")) * dt)
     model = {key: float(np.nanmax(get(hub + key))) for key in ("variables", "binaries", "constraints", "cones")
              if hub + key in data}
-    return Run(label=label or path.stem, path=path, source="co-simulation (HDF5)",
-               scheme=str(run_info.get("scheme", "dso-led")), step_hours=dt, hours=hours,
-               adns=adns, lmp=lmp, generation_cost=gen_cost, dso_cost=math.nan, solve_time_s=get(hub + "solve_time_s"),
-               mip_gap=float(np.nanmax(get(hub + "mip_gap"))) if hub + "mip_gap" in data else math.nan, model=model)
+    run = Run(label=label or path.stem, path=path, source="co-simulation (HDF5)",
+              scheme=str(run_info.get("scheme", "dso-led")), step_hours=dt, hours=hours,
+              adns=adns, lmp=lmp, generation_cost=gen_cost, dso_cost=math.nan, solve_time_s=get(hub + "solve_time_s"),
+              mip_gap=float(np.nanmax(get(hub + "mip_gap"))) if hub + "mip_gap" in data else math.nan, model=model)
+    run.dso_cost = _applied_dso_cost(run, scenario)
+    return run
+
+
+def _applied_dso_cost(run: Run, scenario: dict) -> float:
+    """What the DSOs paid over the run, at the recorded LMPs and the scenario's prices (``scenarios.dso_cost``)."""
+    from scenarios.dso_cost import Pricing, dso_cost
+
+    return dso_cost(run, Pricing.from_scenario(scenario)) if scenario else math.nan
 
 
 def _placements(loader, scenario: dict) -> dict:

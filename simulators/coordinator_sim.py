@@ -45,7 +45,8 @@ STATS = [
 ]
 CHECKS = ("soc_gap_max", "soc_gap_first_period", "follower_cost_rel_gap", "ac_voltage_error_max_pu")
 ADN_PLAN_OUT = ["setpoint", "pcc_mw", "bess_ch_mw", "bess_dis_mw", "soc_mwh", "pv_used_mw", "curtailment_mw",
-                "p2p_intra_mw", "p2p_inter_in_mw", "p2p_inter_out_mw", "losses_mw", "v_min_pu", "v_max_pu"]
+                "p2p_intra_mw", "p2p_inter_in_mw", "p2p_inter_out_mw", "losses_mw", "v_min_pu", "v_max_pu",
+                "retail_mw"]  # retail_mw: prosumers' retail import + export of the period (for the run's DSO cost)
 TN_PLAN_OUT = ["dispatch", "gen_mw", "lmp", "generation_cost"]
 META = {
     "api_version": "3.0",
@@ -245,7 +246,8 @@ def adn_plan(r: Mapping[str, Any], p: int, fallback: int) -> dict[str, Any]:
                                      "p2p_inter_in_mw", "p2p_inter_out_mw")}
     return {"setpoint": sp, **flat, "pv_used_mw": r["pv_used_mw"][p],
             "curtailment_mw": r["pv_available_mw"][p] - r["pv_used_mw"][p], "losses_mw": r["losses_mw"][p],
-            "v_min_pu": r["v_min_pu"][p], "v_max_pu": r["v_max_pu"][p]}
+            "v_min_pu": r["v_min_pu"][p], "v_max_pu": r["v_max_pu"][p],
+            "retail_mw": r["retail_import_mw"][p] + r["retail_export_mw"][p] if "retail_import_mw" in r else None}
 
 
 def passive_adn_plan(case: Case, a: int) -> dict[str, Any]:
