@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     from scenarios.report import add_report_parsers  # report / compare of results files
 
     add_report_parsers(sub)
+    from scenarios.sweep import add_sweep_parser  # a grid of runs on dask.distributed
+
+    add_sweep_parser(sub)
     return parser
 
 
