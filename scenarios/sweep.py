@@ -37,6 +37,7 @@ import yaml
 
 from scenarios.cli import UsageError, console
 
+SWEEP_DIR = Path(__file__).resolve().parent / "sweeps"  # shipped sweep files
 MODES = {"solve": ".json", "run": ".h5"}  # mode -> result file suffix
 SWEEP_KEYS = ("scenario", "mode", "base", "options", "grid")
 OK_STATUSES = ("optimal", "feasible", "ok")
@@ -65,12 +66,22 @@ def _error(source: str, key: str, value: Any, problem: str, allowed: str | None 
     return UsageError(f"{source}: {key}{got}: {problem}" + (f"; allowed: {allowed}" if allowed else ""))
 
 
+def sweep_file(path_or_name: str | Path) -> Path:
+    """A sweep file path, or the name of a shipped one (``example`` -> ``scenarios/sweeps/example.yaml``)."""
+    path = Path(path_or_name)
+    shipped = SWEEP_DIR / f"{path_or_name}.yaml"
+    if not path.is_file() and path.suffix == "" and shipped.is_file():
+        return shipped
+    if not path.is_file():
+        names = ", ".join(sorted(p.stem for p in SWEEP_DIR.glob("*.yaml")))
+        raise UsageError(f"{path}: sweep file not found; allowed: a YAML file path or one of: {names}")
+    return path
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file completely (every grid point, every option); raises ``UsageError``."""
-    path = Path(path)
+    path = sweep_file(path)
     src = str(path)
-    if not path.is_file():
-        raise UsageError(f"{src}: sweep file not found")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -199,7 +210,8 @@ def apply_override(data: dict[str, Any], key: str, value: Any, source: str = "<s
     try:
         parts = _segments(key)
     except ValueError as exc:
-        raise _error(source, field_name, None, str(exc), "dotted keys such as tn.case, adns.*.vmax, adns[0].vmax")
+        raise _error(source, field_name, None, str(exc),
+                     "dotted keys such as tn.case, adns.*.vmax, adns[0].vmax") from None
     _set(data, parts, value, source, field_name, "")
 
 
@@ -446,7 +458,9 @@ def is_complete(row: Mapping[str, Any] | None, directory: Path, retry_failed: bo
     ok = row.get("status") in OK_STATUSES
     if retry_failed and not ok:
         return False
-    return (ok and bool(row.get("result")) and (directory / row["result"]).exists()) or (not ok and bool(row.get("error")))
+    if ok:
+        return bool(row.get("result")) and (directory / row["result"]).exists()
+    return bool(row.get("error"))
 
 
 def save_run(directory: Path, spec: Mapping[str, Any], out: Mapping[str, Any]) -> dict[str, Any]:
@@ -476,7 +490,7 @@ def write_scenario_copy(directory: Path, spec: Mapping[str, Any]) -> None:
 # --- the driver ---------------------------------------------------------------------------------------------------
 def add_sweep_parser(sub: Any) -> None:
     p = sub.add_parser("sweep", help="a grid of scenarios (solve or run) on dask.distributed; summary.csv + files")
-    p.add_argument("sweep", type=Path, help="sweep YAML file (docs/sweep.md)")
+    p.add_argument("sweep", help="sweep YAML file (docs/sweep.md) or the name of a shipped one (example)")
     p.add_argument("--workers", type=_positive_int, metavar="N",
                    help="local worker processes, one thread each (default: the number of cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="connect to a running dask scheduler (tcp://host:8786) "
@@ -503,6 +517,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError("--workers starts a local cluster; with --scheduler the scheduler's workers are used")
     if args.retry_failed and not args.resume:
         raise UsageError("--retry-failed needs --resume")
+    args.sweep = sweep_file(args.sweep)
     sweep = load_sweep(args.sweep)
     directory = args.output or Path("sweeps") / args.sweep.stem
     summary = Summary(directory, sweep.parameters)
