@@ -21,6 +21,7 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -41,6 +42,7 @@ SWEEP_DIR = Path(__file__).resolve().parent / "sweeps"  # shipped sweep files
 MODES = {"solve": ".json", "run": ".h5"}  # mode -> result file suffix
 SWEEP_KEYS = ("scenario", "mode", "base", "options", "grid")
 OK_STATUSES = ("optimal", "feasible", "ok")
+LOST = "lost"  # the cluster lost the run (worker died, cancelled): not the run's own failure, resume runs it again
 # CLI options the sweep sets itself (per run), so a sweep file may not set them
 RESERVED_OPTIONS = ("scenario", "output", "no_progress", "help")
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -354,6 +356,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                 raise
             out.write(traceback.format_exc())
             row["error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            _reset_loguru()
         row["wall_time_s"] = time.perf_counter() - t0
         if result_path.exists():
             result_bytes = result_path.read_bytes()
@@ -365,6 +369,14 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         row["error"] = _last_error(out.getvalue(), code)
     row["finished"] = _now()
     return {"row": row, "result": result_bytes, "log": out.getvalue()}
+
+
+def _reset_loguru() -> None:
+    """``tsodso run`` leaves loguru on the stderr of the moment, which was the capture of this run."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr)
 
 
 def _result_fields(mode: str, path: Path, code: int | None) -> dict[str, Any]:
@@ -452,8 +464,8 @@ class Summary:
 
 def is_complete(row: Mapping[str, Any] | None, directory: Path, retry_failed: bool) -> bool:
     """A run is complete when its row is in summary.csv and its result file exists, or its failure is recorded
-    (``--retry-failed`` runs the recorded failures again)."""
-    if row is None:
+    (``--retry-failed`` runs the recorded failures again); a run the cluster lost is never complete."""
+    if row is None or row.get("status") == LOST:
         return False
     ok = row.get("status") in OK_STATUSES
     if retry_failed and not ok:
@@ -562,9 +574,9 @@ def run_sweep(todo: list[dict[str, Any]], sweep: Sweep, summary: Summary, direct
                 spec = by_key[future.key]
                 try:
                     out = future.result()
-                except Exception as exc:  # noqa: BLE001 - a lost worker (KilledWorker, ...) fails one run only
+                except Exception as exc:  # noqa: BLE001 - run_one never raises: the cluster lost the run
                     out = {"row": {"index": spec["index"], "run_id": spec["run_id"], **spec["params"],
-                                   "status": "error", "error": f"{type(exc).__name__}: {exc}"}, "result": None}
+                                   "status": LOST, "error": f"{type(exc).__name__}: {exc}"}, "result": None}
                 row = save_run(directory, spec, out)
                 summary.add(row)
                 finished += 1
@@ -575,6 +587,7 @@ def run_sweep(todo: list[dict[str, Any]], sweep: Sweep, summary: Summary, direct
                     console.print(f"run {finished}/{len(todo)} {spec['run_id']}: {row.get('status')}"
                                   + (f" ({row.get('error')})" if row.get("error") else ""))
     except KeyboardInterrupt:
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)  # no shutdown noise of cancelled tasks
         console.print(f"[yellow]interrupted[/]: {finished} of {len(todo)} runs finished and recorded in "
                       f"{summary.path}; continue with: tsodso sweep {args.sweep} --output {directory} --resume")
         _close(client, cluster)

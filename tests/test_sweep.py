@@ -130,6 +130,7 @@ def test_resume_skips_finished_and_recorded_failures_only(tmp_path: Path) -> Non
     assert is_complete(failed, tmp_path, retry_failed=False)
     assert not is_complete(failed, tmp_path, retry_failed=True)
     assert not is_complete(None, tmp_path, retry_failed=False)
+    assert not is_complete({"status": "lost", "result": "", "error": "KilledWorker: ..."}, tmp_path, False)
 
 
 # --- (c) end to end on a LocalCluster of 2 workers ------------------------------------------------------------
