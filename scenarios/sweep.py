@@ -54,13 +54,13 @@ _SEGMENT = re.compile(r"^([^\[\]]*)((?:\[[^\[\]]+\])*)$")
 # --- the sweep file -----------------------------------------------------------------------------------------------
 @dataclass
 class Sweep:
-    """A validated sweep file: the raw scenario mapping and one :class:`RunSpec` per grid point."""
+    """A validated sweep file: one run spec per grid point (a plain dict, picklable: it is sent to a worker)."""
 
     source: str
     mode: str
     scenario_file: Path
     parameters: list[str]  # the grid keys, in file order
-    runs: list[dict[str, Any]] = field(default_factory=list)  # run specs (plain dicts: picklable, sent to workers)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # index, run_id, mode, params, argv, scenario
 
 
 def _error(source: str, key: str, value: Any, problem: str, allowed: str | None = None) -> UsageError:
@@ -302,11 +302,10 @@ def option_argv(mode: str, options: Mapping[str, Any], source: str) -> list[str]
 
 def _check_argv(parser: argparse.ArgumentParser, mode: str, argv: list[str], where: str) -> None:
     """The whole command line of a run parses (e.g. a ``scheme`` value is one of the choices)."""
-    if "--scheme" in argv:
-        action = next(a for a in parser._actions if a.dest == "scheme")
-        value = argv[len(argv) - 1 - argv[::-1].index("--scheme") + 1]
-        if value not in action.choices:
-            raise _error(where, "scheme", value, "not an allowed value", ", ".join(action.choices))
+    schemes = [argv[k + 1] for k, a in enumerate(argv[:-1]) if a == "--scheme"]
+    choices = next(a.choices for a in parser._actions if a.dest == "scheme")
+    if schemes and schemes[-1] not in choices:  # the last --scheme wins, as on the command line
+        raise _error(where, "scheme", schemes[-1], "not an allowed value", ", ".join(choices))
     with contextlib.redirect_stderr(io.StringIO()) as err:
         try:
             parser.parse_args(["scenario.yaml", *argv])

@@ -205,3 +205,19 @@ def test_e_report_of_a_sweep_folder_plots_kpis_against_parameters(sweep_dir: tup
     assert {"sweep_tn_import_mwh.png", "sweep_self_consumption.png", "sweep_wall_time_s.png"} <= pngs
     assert all(p.stat().st_size > 5000 for p in (tmp_path / "plots").glob("*.png"))
     assert main(["report", str(tmp_path)]) == 2  # a folder without summary.csv
+
+
+@pytest.mark.slow
+def test_run_mode_writes_hdf5_per_run(tmp_path: Path) -> None:
+    """Co-simulation sweep: 1 h of small_2adn for both schemes (about 30 s)."""
+    path = _write(tmp_path, {"scenario": "small_2adn", "mode": "run", "options": {"hours": 1, "time_limit": 30},
+                             "grid": {"scheme": ["dso-led", "tso-led"]}})
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--workers", "2", "--output", str(out), "--no-progress"]) == 0
+    rows = _rows(out)
+    assert {r["scheme"] for r in rows.values()} == {"dso-led", "tso-led"}
+    for row in rows.values():
+        assert row["status"] == "ok" and row["result"].endswith(".h5")
+        run = load_run(out / row["result"])
+        assert run.scheme == row["scheme"] and len(run.hours) == 1
+        assert float(row["tn_import_mwh"]) == pytest.approx(run_kpis(run)["total"]["tn_import_mwh"], rel=1e-12)
