@@ -160,8 +160,6 @@ def parse_sweep(data: Any, source: str = "<sweep>", base_dir: str | Path = ".") 
         spec = {"index": index, "mode": mode, "params": point, "argv": run_argv, "scenario": scenario}
         spec["run_id"] = run_id(index, point, spec)
         sweep.runs.append(spec)
-    if not sweep.runs:
-        raise _error(source, "grid", dict(grid), "gives no run")
     return sweep
 
 

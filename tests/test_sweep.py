@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scenarios import sweep as sweep_module
 from scenarios.cli import UsageError, main
 from scenarios.report import run_kpis
 from scenarios.results_io import load_run
@@ -18,6 +19,9 @@ from scenarios.sweep import apply_override, is_complete, parse_sweep, run_one
 
 SMALL = {"scenario": "small_2adn", "mode": "solve", "base": {"periods": 2},
          "options": {"time_limit": 30, "no_ac_check": True}}
+
+
+WORKERS: dict[str, list] = {}  # what the end-to-end sweep's cluster looked like
 
 
 def _raw_small() -> dict:
@@ -133,6 +137,12 @@ def test_resume_skips_finished_and_recorded_failures_only(tmp_path: Path) -> Non
     assert not is_complete({"status": "lost", "result": "", "error": "KilledWorker: ..."}, tmp_path, False)
 
 
+def _thread_env() -> dict[str, str | None]:
+    import os
+
+    return {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
 # --- (c) end to end on a LocalCluster of 2 workers ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
@@ -141,8 +151,23 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = {"periods": 2, "adns.*.vmax": 1.0}
     path = _write(tmp, {**SMALL, "base": base, "grid": {"day_of_year": [196, 15], "adns.*.vmin": [0.9, 1.0]}})
     out = tmp / "out"
-    assert main(["sweep", str(path), "--workers", "2", "--output", str(out), "--no-progress"]) == 1  # failures
+    real_start = sweep_module.start_client
+
+    def start_and_look(scheduler, workers):  # the cluster the sweep gets: threads and environment of its workers
+        client, cluster = real_start(scheduler, workers)
+        WORKERS["nthreads"] = [w["nthreads"] for w in client.scheduler_info()["workers"].values()]
+        WORKERS["env"] = list(client.run(_thread_env).values())
+        return client, cluster
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sweep_module, "start_client", start_and_look)
+        assert main(["sweep", str(path), "--workers", "2", "--output", str(out), "--no-progress"]) == 1  # failures
     return path, out
+
+
+def test_c_local_workers_have_one_thread_and_single_threaded_blas(sweep_dir: tuple[Path, Path]) -> None:
+    assert WORKERS["nthreads"] == [1, 1]
+    assert WORKERS["env"] == [dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")] * 2
 
 
 def test_c_every_run_has_a_row_a_file_and_its_kpis(sweep_dir: tuple[Path, Path]) -> None:
