@@ -208,7 +208,7 @@ def test_d_resume_runs_only_what_is_missing(sweep_dir: tuple[Path, Path], capsys
     assert "4 already complete" in " ".join(capsys.readouterr().err.split())
     lost = next(r for r in before.values() if r["status"] == "optimal")
     (out / lost["result"]).unlink()
-    assert main(["sweep", str(path), "--output", str(out), "--resume", "--workers", "2", "--no-progress"]) == 1
+    assert main(["sweep", str(path), "--output", str(out), "--resume", "--workers", "1", "--no-progress"]) == 1
     err = " ".join(capsys.readouterr().err.split())
     assert "3 already complete" in err and "1 runs finished, 0 failed" in err
     after = _rows(out)
