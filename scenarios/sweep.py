@@ -101,7 +101,7 @@ def parse_sweep(data: Any, source: str = "<sweep>", base_dir: str | Path = ".") 
         if key not in SWEEP_KEYS:
             raise _error(source, str(key), data[key], "unknown key", ", ".join(SWEEP_KEYS))
     mode = data.get("mode", "solve")
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         raise _error(source, "mode", mode, "unknown mode", ", ".join(MODES))
     scenario_file = _scenario_file(source, data.get("scenario"), Path(base_dir))
     try:
