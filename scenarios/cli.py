@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     from scenarios.study import add_study_parser  # both schemes over many days
 
     add_study_parser(sub)
+    from scenarios.sweep import add_sweep_parser  # a grid of runs on dask.distributed
+
+    add_sweep_parser(sub)
     return parser
 
 

@@ -277,6 +277,10 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.results.is_dir():  # a folder of 'tsodso sweep': its summary.csv, KPIs against the swept parameters
+        from scenarios.sweep_report import report_sweep
+
+        return report_sweep(args.results, args.plots)
     run = _load(args.results)
     kpis = run_kpis(run)
     out = Console()
