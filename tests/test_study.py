@@ -122,9 +122,10 @@ def test_study_end_to_end_two_days(tmp_path: Path) -> None:
     the re-used DSO-led model gives the same KPIs as a fresh solve of that day."""
     import dataclasses
 
+    from coordinator.blocks.dcopf import dcopf_qp
     from coordinator.session import PlanningSession
     from coordinator.solvers.base import SolveOptions
-    from coordinator.tso_led import follower_at, pcc_schedule
+    from coordinator.tso_led import follower_at
     from scenarios.config import build_case, load_scenario
 
     out, plots = tmp_path / "study.json", tmp_path / "plots"
@@ -165,12 +166,13 @@ def test_study_end_to_end_two_days(tmp_path: Path) -> None:
         if key in data["days"][1]["dso-led"]["kpis"]:
             assert data["days"][1]["dso-led"]["kpis"][key] == pytest.approx(value, rel=1e-4, abs=1e-4), key
     # TN flows of the result against an independent DC-OPF at the solved PCC schedule
-    dispatch = follower_at(case, session.model.qp, pcc_schedule(session.model))
+    qp = dcopf_qp(case.tn)
+    dispatch = follower_at(case, qp, np.array([adn["pcc_mw"] for adn in fresh["adns"]]))
     for k, line in enumerate(case.tn.lines):
         flows = fresh["tn"]["flow_mw"][line.name]
         for t in range(case.periods):
-            assert flows[t] == pytest.approx(dispatch[t].x[session.model.qp.flow_col[k]], abs=1e-4)
-    worst = max(abs(dispatch[t].x[session.model.qp.flow_col[k]]) / line.fmax * 100
+            assert flows[t] == pytest.approx(dispatch[t].x[qp.flow_col[k]], abs=1e-4)
+    worst = max(abs(dispatch[t].x[qp.flow_col[k]]) / line.fmax * 100
                 for k, line in enumerate(case.tn.lines) for t in range(case.periods))
     assert fresh["tn"]["line_loading_max_pct"] == pytest.approx(worst, abs=1e-3)
 
