@@ -127,3 +127,25 @@ def test_solver_time_is_the_time_inside_clarabel() -> None:
     case = toy_case(periods=4, n_adns=2, fmax=40.0)
     got = PlanningSession(case, Formulation(follower="auto"), TIGHT).solve(case)
     assert 0 < got["solver_time_s"] <= got["solve_time_s"]
+
+
+def test_a_native_scip_crash_becomes_an_error_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SCIP runs in a forked child: a SIGABRT inside it (as SCIP 10 does on some quadratic models) is reported."""
+    import os
+    import signal
+
+    import coordinator.solvers.mip as mip
+
+    monkeypatch.setattr(mip, "_solve_scip_here", lambda model, options: os.kill(os.getpid(), signal.SIGABRT))
+    model = build_dso_led(toy_case(periods=2, n_adns=1), Formulation())
+    report = mip.solve_scip(model, SolveOptions())
+    assert report.status == "error" and "SIGABRT" in report.message
+
+
+def test_scip_in_its_child_process_loads_the_solution_here() -> None:
+    case = toy_case(periods=2, n_adns=1)
+    model, report = scip_reference(case)
+    assert all(model.adn[0].net.pcc_p[t].value is not None for t in model.T)
+    got = FastPipeline(case, Formulation(follower="kkt"), TIGHT).solve(case)
+    np.testing.assert_allclose(got["adns"][0]["pcc_mw"], [model.adn[0].net.pcc_p[t].value for t in model.T],
+                               atol=2e-4)

@@ -6,6 +6,8 @@ because the newer contrib Gurobi interface rejects quadratic constraints.
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import signal
 import time
 
 import pyomo.environ as pyo
@@ -28,6 +30,52 @@ SCIP_SAFE_OPTIONS = {"misc/usesymmetry": 0}
 
 
 def solve_scip(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
+    """SCIP in a forked child process, so that a native crash of SCIP (SIGABRT, SIGSEGV) becomes a status and a
+    message instead of the end of the program; the solution is sent back and loaded into ``model``. Where fork is
+    not available (not Linux/macOS) SCIP runs in this process."""
+    if "fork" not in mp.get_all_start_methods():
+        return _solve_scip_here(model, options)
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    start = time.perf_counter()
+    proc = ctx.Process(target=_scip_child, args=(child, model, options), daemon=True)
+    proc.start()
+    child.close()
+    answer = None
+    try:
+        answer = parent.recv()
+    except EOFError:  # the child died without answering: a native crash
+        answer = None
+    finally:
+        proc.join()
+    if answer is None:
+        code = proc.exitcode
+        how = f"signal {-code} ({signal.Signals(-code).name})" if code is not None and code < 0 else f"exit {code}"
+        return SolveReport(status=ERROR, termination="crashed", objective=None, bound=None,
+                           solve_time_s=time.perf_counter() - start, solver="scip",
+                           message=f"SCIP crashed ({how}); no solution. Try --solver fast, or report the case.")
+    if isinstance(answer, BaseException):
+        raise answer
+    report, values = answer
+    if values is not None:
+        for var, value in zip(model.component_data_objects(pyo.Var), values, strict=True):
+            if not var.fixed:
+                var.set_value(value, skip_validation=True)
+    return report
+
+
+def _scip_child(conn, model: pyo.ConcreteModel, options: SolveOptions) -> None:
+    try:
+        report = _solve_scip_here(model, options)
+        values = [v.value for v in model.component_data_objects(pyo.Var)] if report.has_solution else None
+        conn.send((report, values))
+    except BaseException as exc:  # an exception (not a crash) is re-raised in the parent
+        conn.send(exc)
+    finally:
+        conn.close()
+
+
+def _solve_scip_here(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
     from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
     from pyomo.contrib.solver.solvers.scip.scip_direct import ScipDirect
 
