@@ -26,20 +26,29 @@ BASE: dict[str, Any] = {
 }
 
 
-def test_default_scenario() -> None:
-    cfg = load_scenario("ieee30_5adn")
-    assert {"ieee30_5adn", "small_2adn"} <= set(scenario_names())
-    assert cfg.name == "ieee30_5adn" and len(cfg.adns) == 5
+@pytest.mark.parametrize("name", ["ieee30_5adn", "ieee30_5adn_legacy"])
+def test_default_scenario(name: str) -> None:
+    cfg = load_scenario(name)
+    assert {"ieee30_5adn", "ieee30_5adn_legacy", "small_2adn"} <= set(scenario_names())
+    assert cfg.name == name and len(cfg.adns) == 5
     assert (cfg.step_minutes, cfg.periods, cfg.day_of_year, cfg.price_mode) == (60, 24, 207, "lmp")
     buses = [a.tn_bus for a in cfg.adns]
     assert len(set(buses)) == 5 and set(buses) <= set(tn_load_buses())
     gen_buses = {0, 1, 12, 21, 22, 26}
     assert not set(buses) & gen_buses
-    assert cfg.source.endswith("ieee30_5adn.yaml")
+    assert cfg.source.endswith(f"{name}.yaml")
+
+
+def test_new_default_uses_the_study_fields() -> None:
+    cfg = load_scenario("ieee30_5adn")
+    assert (cfg.load_level, cfg.price_unit, dict(cfg.tn.branch_ratings)) == ("year", "relative", {"line28": 9.0})
+    assert len({(a.load_profile, a.pv_scale, a.bess) for a in cfg.adns}) == 5  # the ADNs differ
+    legacy = load_scenario("ieee30_5adn_legacy")
+    assert (legacy.load_level, legacy.price_unit, dict(legacy.tn.branch_ratings)) == ("day", "$/MWh", {})
 
 
 def test_build_case_hourly() -> None:
-    case = build_case(load_scenario("ieee30_5adn"))
+    case = build_case(load_scenario("ieee30_5adn_legacy"))
     assert case.periods == 24 and case.step_hours == 1.0
     assert case.tn.load_scale.shape == (24,) and case.tn.load_scale.max() == pytest.approx(1.0)
     for adn in case.adns:
