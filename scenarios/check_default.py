@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     periods = ", ".join(f"{t}: {'+'.join(names)}" for t, names in chk.binding.items()) or "none"
     ratios = [chk.lmp_ratio[t] for t in chk.binding]
     print(f"(a) periods with a TN branch at its limit: {len(chk.binding)} (need >= {MIN_BINDING_PERIODS}): {periods}")
-    print(f"(b) max/min LMP in those periods: " + (f"{min(ratios):.3f} .. {max(ratios):.3f}" if ratios else "-")
+    print("(b) max/min LMP in those periods: " + (f"{min(ratios):.3f} .. {max(ratios):.3f}" if ratios else "-")
           + f" (need >= {MIN_LMP_RATIO})")
     print(f"(c) inter-ADN P2P: {chk.p2p_inter_mwh:.3f} MWh (need > 0)")
     print(f"(d) status: {chk.status}")
