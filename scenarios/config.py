@@ -20,7 +20,6 @@ import yaml
 
 from coordinator.case import Case, Prices
 from coordinator.prices import PRICE_UNITS
-from coordinator.profiles import NORMALISE
 from coordinator.scaling import BessSizing
 
 SCENARIO_DIR = Path(__file__).resolve().parent
@@ -51,7 +50,7 @@ class ScenarioError(ValueError):
 @dataclass(frozen=True)
 class TNConfig:
     case: str = "case30"  # a pandapower.networks case
-    load_profile: str = "G0-A"  # simbench load profile scaling every TN bus load (day peak = nominal)
+    load_profile: str = "G0-A"  # simbench load profile scaling every TN bus load (peak = nominal, see load_level)
     load_scale: float = 1.0  # multiplies every TN base load
     rating_scale: float = 1.0  # multiplies every line and transformer rating
     branch_ratings: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # name -> MW
@@ -272,6 +271,7 @@ def _bess_sizing(r: _Reader) -> BessSizing:
 def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> ScenarioConfig:
     """Validate a scenario mapping (already parsed from YAML); ``base_dir`` resolves a relative placement_file."""
     from coordinator.networks import load_placements, tn_branch_names, tn_load_buses
+    from coordinator.profiles import NORMALISE
 
     top = _Reader(source, "", data, _TOP_FIELDS)
     name = top.str_("name")
