@@ -30,6 +30,10 @@ ADN_CASE = "case33bw"
 ADN_BASE_MVA = 1.0  # per-unit base of the ADN data: per-unit power equals MW
 PLACEMENT_CSV = Path(__file__).resolve().parents[1] / "data" / "placement.csv"
 _UNRATED_KA = 99999.0  # pandapower's placeholder ampacity for "no rating" (case33bw uses it)
+# Rating rule for unrated ADN branches (case33bw publishes none; see data/README.md, "ADN branch ratings"):
+# RATING_MARGIN x the apparent nominal peak load downstream of the branch, and at least RATING_FLOOR_MVA.
+RATING_MARGIN = 2.0
+RATING_FLOOR_MVA = 1.0
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -54,6 +58,11 @@ def pandapower_net(case: str):  # noqa: ANN201
 def tn_load_buses(case: str = "case30") -> list[int]:
     """TN buses with at least one in-service load: the places an ADN may be hosted."""
     return sorted(_tn_static(case)[4])
+
+
+def tn_branch_names(case: str = "case30") -> list[str]:
+    """Names of the TN's in-service lines and transformers as in ``TNLine.name`` (``line7``, ``trafo2``)."""
+    return [ln.name for ln in _tn_static(case)[2]]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -291,9 +300,33 @@ def _adn_static() -> tuple[tuple[int, ...], tuple[Branch, ...], np.ndarray, np.n
     for _, ld in net.load[net.load.in_service.astype(bool)].iterrows():
         load_p[int(ld.bus)] += ld.p_mw * ld.scaling
         load_q[int(ld.bus)] += ld.q_mvar * ld.scaling
+    branches = _rate_unrated(branches, load_p, load_q)
     load_p.flags.writeable = False
     load_q.flags.writeable = False
     return buses, tuple(branches), load_p, load_q
+
+
+def _rate_unrated(branches: list[Branch], load_p: np.ndarray, load_q: np.ndarray) -> list[Branch]:
+    """Give every unrated branch ``max(RATING_MARGIN * |S_down|, RATING_FLOOR_MVA)``, S_down = the nominal P + jQ
+    of all buses below it: a feeder sized for its peak with 100 % headroom, laterals at least 1 MVA (46 A at
+    12.66 kV) so that a lateral can carry back the PV of its buses."""
+    children: dict[int, list[int]] = {}
+    for br in branches:
+        children.setdefault(br.i, []).append(br.j)
+
+    def downstream(j: int) -> tuple[float, float]:
+        p, q = float(load_p[j]), float(load_q[j])
+        for c in children.get(j, []):
+            dp, dq = downstream(c)
+            p, q = p + dp, q + dq
+        return p, q
+
+    out = []
+    for br in branches:
+        if br.smax is None:
+            br = Branch(br.i, br.j, br.r, br.x, max(RATING_MARGIN * math.hypot(*downstream(br.j)), RATING_FLOOR_MVA))
+        out.append(br)
+    return out
 
 
 def adn_nominal_load() -> tuple[np.ndarray, np.ndarray]:

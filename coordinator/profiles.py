@@ -39,6 +39,7 @@ RES_FILE = "RESProfile.csv"
 SEP = ";"
 RAW_STEP_MINUTES = 15
 ALLOWED_STEPS = (15, 60)
+NORMALISE = ("day", "year")  # load normaliser: the chosen day's peak or the profile year's peak
 _LOAD_SUFFIX = "_pload"
 _PV_PATTERN = re.compile(r"PV\d+")
 
@@ -47,8 +48,9 @@ _PV_PATTERN = re.compile(r"PV\d+")
 class DayProfiles:
     """Per-unit profiles for one horizon; multiply by nominal powers to get MW.
 
-    ``load`` is 1.0 at the peak step of the chosen calendar day (so the peak equals the network's nominal load);
-    ``pv`` is relative to the PV profile's annual 15-min maximum (so 1.0 = installed peak).
+    ``load`` is 1.0 at the peak step of the chosen calendar day (``normalise="day"``: every day's peak equals the
+    network's nominal load) or of the whole profile year (``normalise="year"``: seasons differ); ``pv`` is relative
+    to the PV profile's annual 15-min maximum (so 1.0 = installed peak).
     """
 
     load: np.ndarray
@@ -123,6 +125,15 @@ def _window(values: np.ndarray, first_row: int, periods: int, step_minutes: int)
     return values[rows].reshape(periods, factor).mean(axis=1)
 
 
+@cache
+def _year_peak(load_profile: str, step_minutes: int) -> float:
+    """Peak of a load profile over the whole year after aggregation to ``step_minutes`` (steps from 1 Jan 00:00)."""
+    raw = _column(LOAD_FILE, load_profile + _LOAD_SUFFIX)
+    factor = step_minutes // RAW_STEP_MINUTES
+    n = len(raw) // factor * factor
+    return float(raw[:n].reshape(-1, factor).mean(axis=1).max())
+
+
 def day_profiles(
     day_of_year: int,
     step_minutes: int = 60,
@@ -130,13 +141,18 @@ def day_profiles(
     start_hour: float = 0.0,
     load_profile: str = "H0-B",
     pv_profile: str = "PV3",
+    normalise: str = "day",
 ) -> DayProfiles:
     """Per-unit load and PV for ``periods`` steps from ``start_hour`` (local time) of a 1-based day of 2016.
 
-    Periods may run past the chosen day (receding horizons); the load normaliser stays the peak of the chosen day's
-    24 h from local midnight, so every window of a rolling horizon shares one scale.
+    The load is divided by its peak after aggregation to the step: with ``normalise="day"`` the peak of the chosen
+    day's 24 h from local midnight (every day as heavy as any other), with ``"year"`` the peak over the whole profile
+    year (a summer noon lighter than a winter evening). Periods may run past the chosen day (receding horizons); the
+    normaliser stays the same, so every window of a rolling horizon shares one scale.
     """
     _check_args(day_of_year, step_minutes, periods, start_hour)
+    if normalise not in NORMALISE:
+        raise ValueError(f"normalise={normalise!r} not supported; allowed: {NORMALISE}")
     _check_name("load", load_profile)
     _check_name("pv", pv_profile)
     step_minutes = int(step_minutes)
@@ -146,7 +162,10 @@ def day_profiles(
     load_raw = _column(LOAD_FILE, load_profile + _LOAD_SUFFIX)
     pv_raw = _column(RES_FILE, pv_profile)
 
-    day_peak = _window(load_raw, day_start, 24 * 60 // step_minutes, step_minutes).max()
+    if normalise == "day":
+        day_peak = _window(load_raw, day_start, 24 * 60 // step_minutes, step_minutes).max()
+    else:
+        day_peak = _year_peak(load_profile, step_minutes)
     if day_peak <= 0:
         raise ValueError(f"load profile {load_profile!r} is zero on day {day_of_year}; cannot normalise")
     pv_peak = pv_raw.max()

@@ -85,7 +85,7 @@ def run(scenario: str, results: Path, out: Path, doc: Path, command: str) -> int
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scenarios.case_study", description=__doc__.splitlines()[0])
-    p.add_argument("--scenario", default="ieee30_5adn")
+    p.add_argument("--scenario", default="ieee30_5adn_legacy")
     p.add_argument("--results", type=Path, default=ROOT / "results" / "case-study", help="JSON results (not kept)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "case-study", help="plots and compare.json")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "case-study.md")

@@ -19,6 +19,8 @@ import numpy as np
 import yaml
 
 from coordinator.case import Case, Prices
+from coordinator.prices import PRICE_UNITS
+from coordinator.scaling import BessSizing
 
 SCENARIO_DIR = Path(__file__).resolve().parent
 STEPS: dict[str, int] = {"1h": 60, "15min": 15}  # step string -> minutes
@@ -48,7 +50,10 @@ class ScenarioError(ValueError):
 @dataclass(frozen=True)
 class TNConfig:
     case: str = "case30"  # a pandapower.networks case
-    load_profile: str = "G0-A"  # simbench load profile scaling every TN bus load (day peak = nominal)
+    load_profile: str = "G0-A"  # simbench load profile scaling every TN bus load (peak = nominal, see load_level)
+    load_scale: float = 1.0  # multiplies every TN base load
+    rating_scale: float = 1.0  # multiplies every line and transformer rating
+    branch_ratings: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # name -> MW
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,9 @@ class ADNConfig:
     vmin: float | None = None  # None: DistributionNetwork defaults
     vmax: float | None = None
     pcc_limit: float | None = None
+    load_scale: float = 1.0  # multiplies the bus loads (P and Q)
+    pv_scale: float = 1.0  # multiplies the placement's PV peaks
+    bess: BessSizing = BessSizing()  # scale factors on the placement's BESS power and energy
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class ScenarioConfig:
     tariff_export: tuple[float, ...] = ()
     inter_adn_p2p: bool = True
     placement_file: str | None = None  # None: data/placement.csv
+    load_level: str = "day"  # load profiles normalised to the day's peak ("day") or the profile year's ("year")
+    price_unit: str = "$/MWh"  # leader prices in $/MWh, or "relative" to the TN's reference marginal cost
     sections: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: str = "<dict>"
 
@@ -194,10 +204,24 @@ _TOP_FIELDS = (
     "prices",
     "inter_adn_p2p",
     "placement_file",
+    "load_level",
     "adns",
     *PASS_THROUGH_SECTIONS,
 )
-_ADN_FIELDS = ("name", "tn_bus", "placement", "load_profile", "pv_profile", "vmin", "vmax", "pcc_limit")
+_ADN_FIELDS = (
+    "name",
+    "tn_bus",
+    "placement",
+    "load_profile",
+    "pv_profile",
+    "vmin",
+    "vmax",
+    "pcc_limit",
+    "load_scale",
+    "pv_scale",
+    "bess",
+)
+_TN_FIELDS = ("case", "load_profile", "load_scale", "rating_scale", "branch_ratings")
 
 
 def _profile_names() -> dict[str, list[str]]:
@@ -218,9 +242,36 @@ def _check_start(source: str, path: str, start_hour: float, step_minutes: int) -
         )
 
 
+def _positive(r: _Reader, key: str) -> float:
+    """An optional factor > 0, default 1."""
+    value = r.float_(key, 1.0)
+    if value <= 0:
+        raise r.error(key, value, "must be positive", "> 0")
+    return value
+
+
+def _branch_ratings(r: _Reader, names: list[str]) -> Mapping[str, float]:
+    raw = r.get("branch_ratings", {})
+    if not isinstance(raw, Mapping):
+        raise r.error("branch_ratings", raw, "must be a mapping of branch name to MW", "e.g. {line7: 40}")
+    unknown = [k for k in raw if k not in names]
+    if unknown:
+        raise ScenarioError(
+            r.source, r.sub(f"branch_ratings.{unknown[0]}"), raw[unknown[0]], "unknown branch", ", ".join(names)
+        )
+    br = _Reader(r.source, r.sub("branch_ratings"), raw, tuple(names))
+    return MappingProxyType({str(k): br.float_(str(k), lo=0.0) for k in raw})
+
+
+def _bess_sizing(r: _Reader) -> BessSizing:
+    b = _Reader(r.source, r.sub("bess"), r.get("bess", {}), ("p_scale", "e_scale"))
+    return BessSizing(b.float_("p_scale", 1.0, lo=0.0), b.float_("e_scale", 1.0, lo=0.0))
+
+
 def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> ScenarioConfig:
     """Validate a scenario mapping (already parsed from YAML); ``base_dir`` resolves a relative placement_file."""
-    from coordinator.networks import load_placements, tn_load_buses
+    from coordinator.networks import load_placements, tn_branch_names, tn_load_buses
+    from coordinator.profiles import NORMALISE
 
     top = _Reader(source, "", data, _TOP_FIELDS)
     name = top.str_("name")
@@ -228,7 +279,7 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
         raise top.error("name", name, "must be letters, digits, '_' or '-'")
     profiles = _profile_names()
 
-    t = _Reader(source, "tn", top.get("tn", {}), ("case", "load_profile"))
+    t = _Reader(source, "tn", top.get("tn", {}), _TN_FIELDS)
     tn_case = t.str_("case", "case30")
     try:
         load_buses = tn_load_buses(tn_case)
@@ -236,7 +287,14 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
         raise t.error(
             "case", tn_case, f"not usable as TN ({exc})", "a pandapower.networks case, e.g. 'case30'"
         ) from None
-    tn = TNConfig(tn_case, t.str_("load_profile", "G0-A", tuple(profiles["load"])))
+    tn = TNConfig(
+        tn_case,
+        t.str_("load_profile", "G0-A", tuple(profiles["load"])),
+        load_scale=_positive(t, "load_scale"),
+        rating_scale=_positive(t, "rating_scale"),
+        branch_ratings=_branch_ratings(t, tn_branch_names(tn_case)),
+    )
+    load_level = top.str_("load_level", "day", NORMALISE)
 
     step = top.str_("step", "1h", tuple(STEPS))
     step_minutes = STEPS[step]
@@ -246,7 +304,8 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
     day = top.int_("day_of_year", 196, lo=1, hi=366)
     price_mode = top.str_("price_mode", "lmp", PRICE_MODES)
 
-    p = _Reader(source, "prices", top.get("prices", {}), (*_PRICE_FIELDS, "tariff"))
+    p = _Reader(source, "prices", top.get("prices", {}), (*_PRICE_FIELDS, "tariff", "unit"))
+    price_unit = p.str_("unit", "$/MWh", PRICE_UNITS)
     price_kwargs = {k: p.float_(k, getattr(Prices(), k), lo=0.0) for k in _PRICE_FIELDS if k in p.data}
     if price_kwargs.get("price_cap", 1.0) <= 0:
         raise p.error("price_cap", price_kwargs["price_cap"], "must be positive", "> 0")
@@ -313,6 +372,9 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
                 vmin=vmin,
                 vmax=vmax,
                 pcc_limit=r.float_("pcc_limit", None, lo=0.0),
+                load_scale=_positive(r, "load_scale"),
+                pv_scale=r.float_("pv_scale", 1.0, lo=0.0),
+                bess=_bess_sizing(r),
             )
         )
 
@@ -338,6 +400,8 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
         tariff_export=tariff_export,
         inter_adn_p2p=top.bool_("inter_adn_p2p", True),
         placement_file=placement_file,
+        load_level=load_level,
+        price_unit=price_unit,
         sections=MappingProxyType(sections),
         source=source,
     )
@@ -383,7 +447,9 @@ def build_case(
 ) -> Case:
     """Assemble the :class:`Case` of a scenario; the arguments override the horizon (e.g. one receding-horizon step)."""
     from coordinator.networks import distribution_network, load_placements, transmission_network
+    from coordinator.prices import reference_marginal_cost, relative_prices
     from coordinator.profiles import day_profiles
+    from coordinator.scaling import scale_adn, scale_tn
 
     src = config.source
     step_minutes = config.step_minutes if step_minutes is None else step_minutes
@@ -401,19 +467,20 @@ def build_case(
         "step_minutes": step_minutes,
         "periods": periods,
         "start_hour": start_hour,
+        "normalise": config.load_level,
     }
 
     tn_prof = day_profiles(load_profile=config.tn.load_profile, **horizon)
     tn = transmission_network(tn_prof.load, case=config.tn.case)
+    tn = scale_tn(tn, config.tn.load_scale, config.tn.rating_scale, config.tn.branch_ratings)
     placements = load_placements(config.placement_file)
     adns = []
     for a in config.adns:
         prof = day_profiles(load_profile=a.load_profile, pv_profile=a.pv_profile, **horizon)
-        adns.append(
-            distribution_network(
-                a.name, a.tn_bus, placements[a.placement], prof, vmin=a.vmin, vmax=a.vmax, pcc_limit=a.pcc_limit
-            )
+        adn = distribution_network(
+            a.name, a.tn_bus, placements[a.placement], prof, vmin=a.vmin, vmax=a.vmax, pcc_limit=a.pcc_limit
         )
+        adns.append(scale_adn(adn, a.load_scale, a.pv_scale, a.bess))
 
     step_hours = step_minutes / 60.0
     prices = config.prices
@@ -423,6 +490,11 @@ def build_case(
             tariff_import=_per_period(config.tariff_import, periods, start_hour, step_hours),
             tariff_export=_per_period(config.tariff_export, periods, start_hour, step_hours),
         )
+    if config.price_unit == "relative":
+        try:
+            prices = relative_prices(prices, reference_marginal_cost(tn))
+        except ValueError as exc:
+            raise ScenarioError(src, "prices.unit", "relative", f"no reference marginal cost ({exc})") from None
     case = Case(
         tn=tn,
         adns=adns,

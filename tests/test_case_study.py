@@ -27,7 +27,7 @@ from scenarios.cli import main
 def both() -> tuple[dict, dict]:
     from scenarios.config import build_case, load_scenario
 
-    case = build_case(load_scenario("ieee30_5adn"))
+    case = build_case(load_scenario("ieee30_5adn_legacy"))
     case = dataclasses.replace(case, adns=case.adns[:3])
     options = SolveOptions(solver="fast", mip_gap=1e-4, time_limit=120)
     model = build_dso_led(case, Formulation(follower="auto"))

@@ -109,11 +109,11 @@ def test_explored_regions_reproduce_the_dcopf_across_a_generator_limit() -> None
 
 
 def test_default_case_day_is_exact_and_kkt_free() -> None:
-    """5 ADNs x 24 h: every period eliminated exactly, solved to the gap, cones tight (DESIGN §6)."""
+    """The legacy default, 5 ADNs x 24 h without congestion: every period eliminated exactly, solved to the gap."""
     from coordinator.results import collect
     from scenarios.config import build_case, load_scenario
 
-    case = build_case(load_scenario("ieee30_5adn"), periods=24, start_hour=5)
+    case = build_case(load_scenario("ieee30_5adn_legacy"), periods=24, start_hour=5)
     model = build_dso_led(case, Formulation(follower="auto"))
     assert len(model.affine_periods) + len(model.region_periods) == 24
     report = solve_fast(model, SolveOptions(mip_gap=1e-3, time_limit=600))

@@ -103,7 +103,15 @@ def test_adn_radial_orientation_and_impedance() -> None:
     br = next(b for b in adn.branches if (b.i, b.j) == (4, 5))
     z_base = 12.66**2 / 1.0
     assert (br.r, br.x) == pytest.approx((0.8190 / z_base, 0.7070 / z_base))
-    assert br.smax is None  # case33bw lines are unrated (99999 kA placeholder)
+    # case33bw lines are unrated (99999 kA placeholder): rated 2 x the nominal load downstream, at least 1 MVA.
+    # Downstream of 4 -> 5: buses 5..17 and 25..32 (Baran & Wu's one-line diagram), summed from the pandapower net.
+    net = pn.case33bw()
+    below = net.load[net.load.bus.isin([*range(5, 18), *range(25, 33)])]
+    assert br.smax == pytest.approx(2.0 * math.hypot(below.p_mw.sum(), below.q_mvar.sum()))
+    root = next(b for b in adn.branches if (b.i, b.j) == (0, 1))
+    assert root.smax == pytest.approx(2.0 * math.hypot(3.715, 2.3))
+    leaf = next(b for b in adn.branches if (b.i, b.j) == (31, 32))
+    assert leaf.smax == pytest.approx(1.0)  # 2 x 72 kVA is below the 1 MVA floor
     # tie switches (out-of-service lines) are not branches
     assert (7, 20) not in {(b.i, b.j) for b in adn.branches} and (20, 7) not in {(b.i, b.j) for b in adn.branches}
 

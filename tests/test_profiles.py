@@ -17,12 +17,13 @@ SUNNY_JULY_DAY = 207  # Mon 25 Jul 2016, clear sky for all PV profiles (Thu 14 J
 
 @pytest.fixture(scope="module")
 def raw() -> pd.DataFrame:
-    """H0-B load and PV3 at 15 min, indexed by the parsed local-time labels."""
+    """H0-B and mv_urban load and PV3 at 15 min, indexed by the parsed local-time labels."""
     package = os.path.dirname(importlib.util.find_spec("simbench").origin)
     folder = os.path.join(package, "networks", "1-complete_data-mixed-all-0-sw")
-    load = pd.read_csv(os.path.join(folder, "LoadProfile.csv"), sep=";", usecols=["time", "H0-B_pload"])
+    columns = ["time", "H0-B_pload", "mv_urban_pload"]
+    load = pd.read_csv(os.path.join(folder, "LoadProfile.csv"), sep=";", usecols=columns)
     pv = pd.read_csv(os.path.join(folder, "RESProfile.csv"), sep=";", usecols=["PV3"])
-    frame = pd.DataFrame({"load": load["H0-B_pload"], "pv": pv["PV3"]})
+    frame = pd.DataFrame({"load": load["H0-B_pload"], "pv": pv["PV3"], "urban": load["mv_urban_pload"]})
     frame.index = pd.to_datetime(load["time"], format="%d.%m.%Y %H:%M")
     return frame
 
@@ -119,6 +120,28 @@ def test_bad_arguments(kwargs: dict[str, float]) -> None:
     args = {"day_of_year": JULY_14} | kwargs
     with pytest.raises(ValueError):
         day_profiles(**args)
+
+
+def test_year_normalisation_is_the_year_peak_of_hourly_means(raw: pd.DataFrame) -> None:
+    for column, name in (("load", "H0-B"), ("urban", "mv_urban")):
+        hourly = raw[column].groupby(raw.index.floor("h")).mean()  # by hour label; only the DST fall-back hour differs
+        for day in (JULY_14, 15):  # a summer and a winter day
+            frame = _raw_day(raw, day)
+            expected = frame.groupby(frame.index.hour)[column].mean() / hourly.max()
+            np.testing.assert_allclose(day_profiles(day, load_profile=name, normalise="year").load, expected)
+    summer, winter = (day_profiles(d, load_profile="mv_urban", normalise="year").load.max() for d in (JULY_14, 15))
+    assert summer < 0.8 * winter < 0.8  # a summer day is lighter than a winter one; under "day" both peaks are 1.0
+
+
+def test_year_normalisation_quarter_hours(raw: pd.DataFrame) -> None:
+    frame = _raw_day(raw, JULY_14)
+    profiles = day_profiles(JULY_14, step_minutes=15, periods=96, normalise="year")
+    np.testing.assert_allclose(profiles.load, frame["load"] / raw["load"].max())
+
+
+def test_bad_normalise() -> None:
+    with pytest.raises(ValueError, match=r"normalise='week'.*day.*year"):
+        day_profiles(JULY_14, normalise="week")
 
 
 def test_zero_load_day_is_rejected() -> None:
