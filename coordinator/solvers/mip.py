@@ -6,6 +6,7 @@ because the newer contrib Gurobi interface rejects quadratic constraints.
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing as mp
 import signal
 import time
@@ -65,6 +66,7 @@ def solve_scip(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
 
 
 def _scip_child(conn, model: pyo.ConcreteModel, options: SolveOptions) -> None:
+    faulthandler.disable()  # a crash is reported by the parent, not by a dump of every loaded module
     try:
         report = _solve_scip_here(model, options)
         values = [v.value for v in model.component_data_objects(pyo.Var)] if report.has_solution else None
