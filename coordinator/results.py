@@ -18,6 +18,7 @@ from coordinator.blocks.distflow import SOC_GAP_FLOOR
 from coordinator.case import Case, DistributionNetwork
 from coordinator.cones import registered_cones
 from coordinator.follower import FollowerInfeasible, solve_follower
+from coordinator.kpis import energy_kpis, total_kpis
 from coordinator.solvers.base import SolveReport
 
 
@@ -156,51 +157,19 @@ def _gen_key(name: str) -> str:
 
 
 def kpis(result: dict, case: Case) -> dict:
-    """DESIGN §7 totals over all ADNs and periods (per-ADN values in ``result['adns'][k]['kpis']``)."""
-    dt = case.step_hours
+    """Totals over all ADNs and periods (``coordinator.kpis``); per-ADN values go to ``result['adns'][k]['kpis']``."""
     per_adn = []
     for adn_res, adn in zip(result["adns"], case.adns, strict=True):
-        pcc = np.array(adn_res["pcc_mw"])
-        pv = np.array(adn_res["pv_used_mw"])
-        imports, exports = np.clip(pcc, 0, None), np.clip(-pcc, 0, None)
-        throughput = sum(np.sum(b["charge_mw"]) + np.sum(b["discharge_mw"]) for b in adn_res["bess"]) * dt
-        capacity = sum(b.emax - b.emin for b in adn.bess)
-        k = {
-            "tn_import_mwh": float(imports.sum() * dt),
-            "tn_export_mwh": float(exports.sum() * dt),
-            "pv_energy_mwh": float(pv.sum() * dt),
-            "demand_mwh": float(np.sum(adn_res["load_mw"]) * dt),
-            "bess_throughput_mwh": float(throughput),
-            "bess_equivalent_cycles": float(throughput / (2 * capacity)) if capacity > 0 else 0.0,
-            "curtailment_mwh": float((np.sum(adn_res["pv_available_mw"]) - pv.sum()) * dt),
-            "p2p_intra_mwh": float(np.sum(adn_res["p2p_intra_mw"]) * dt),
-            "p2p_inter_mwh": float(np.sum(adn_res["p2p_inter_out_mw"]) * dt),
-        }
-        add_ratios(k)
+        k = energy_kpis(case.step_hours, adn_res["pcc_mw"], adn_res["load_mw"], adn_res["pv_available_mw"],
+                        adn_res["pv_used_mw"], [b["charge_mw"] for b in adn_res["bess"]],
+                        [b["discharge_mw"] for b in adn_res["bess"]], adn_res["p2p_intra_mw"],
+                        adn_res["p2p_inter_out_mw"], sum(b.emax - b.emin for b in adn.bess))
         adn_res["kpis"] = k
         per_adn.append(k)
-    total = {key: float(sum(k[key] for k in per_adn)) for key in per_adn[0] if key.endswith("_mwh")}
-    capacity = sum(b.emax - b.emin for adn in case.adns for b in adn.bess)  # cycles of the fleet, not a sum
-    total["bess_equivalent_cycles"] = float(total["bess_throughput_mwh"] / (2 * capacity)) if capacity > 0 else 0.0
-    add_ratios(total)
+    total = total_kpis(per_adn, sum(b.emax - b.emin for adn in case.adns for b in adn.bess))
     total["tso_generation_cost"] = result["tn"]["generation_cost"]
     total["dso_cost"] = result["objective"]
     return total
-
-
-def self_consumption(pv_mwh: float, export_mwh: float) -> float:
-    """PV energy used inside the ADN (PV minus what left at the PCC) / PV energy (DESIGN §7)."""
-    return _ratio(pv_mwh - min(export_mwh, pv_mwh), pv_mwh)
-
-
-def add_ratios(k: dict) -> None:
-    """Self-consumption and self-sufficiency from the energy KPIs of ``k``: one definition for plans and runs."""
-    k["self_consumption"] = self_consumption(k["pv_energy_mwh"], k["tn_export_mwh"])
-    k["self_sufficiency"] = 1.0 - _ratio(k["tn_import_mwh"], k["demand_mwh"])
-
-
-def _ratio(num: float, den: float) -> float:
-    return float(num / den) if den > 1e-12 else 0.0
 
 
 def follower_check(result: dict, case: Case, qp, periods: list[int] | None = None) -> float:

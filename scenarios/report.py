@@ -17,29 +17,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from coordinator.results import add_ratios
+from coordinator.kpis import energy_kpis, total_kpis
 from scenarios.results_io import AdnSeries, Run, load_run
-
-ENERGY_KEYS = ("tn_import_mwh", "tn_export_mwh", "pv_energy_mwh", "demand_mwh", "bess_throughput_mwh",
-               "curtailment_mwh", "p2p_intra_mwh", "p2p_inter_mwh")
 
 
 # --- KPIs -------------------------------------------------------------------------------------------------------
 def adn_kpis(adn: AdnSeries, dt: float) -> dict[str, float]:
-    """Energy KPIs of one ADN (MWh, ratios), plus its voltage range and worst line loading."""
-    pcc = np.nan_to_num(adn.pcc_mw)
-    k = {
-        "tn_import_mwh": float(np.clip(pcc, 0, None).sum() * dt),
-        "tn_export_mwh": float(np.clip(-pcc, 0, None).sum() * dt),
-        "pv_energy_mwh": float(np.nansum(adn.pv_used_mw) * dt),
-        "demand_mwh": float(np.nansum(adn.load_mw) * dt),
-        "bess_throughput_mwh": float((np.nansum(adn.charge_mw) + np.nansum(adn.discharge_mw)) * dt),
-        "curtailment_mwh": float((np.nansum(adn.pv_available_mw) - np.nansum(adn.pv_used_mw)) * dt),
-        "p2p_intra_mwh": float(np.nansum(adn.p2p_intra_mw) * dt),
-        "p2p_inter_mwh": float(np.nansum(adn.p2p_inter_out_mw) * dt),
-    }
-    k["bess_equivalent_cycles"] = _ratio(k["bess_throughput_mwh"], 2 * adn.bess_capacity_mwh)
-    add_ratios(k)
+    """Energy KPIs of one ADN (``coordinator.kpis``), plus its voltage range and worst line loading."""
+    k = energy_kpis(dt, adn.pcc_mw, adn.load_mw, adn.pv_available_mw, adn.pv_used_mw, adn.charge_mw,
+                    adn.discharge_mw, adn.p2p_intra_mw, adn.p2p_inter_out_mw, adn.bess_capacity_mwh)
     k["v_min_pu"] = _nan_min(adn.v_min_pu)
     k["v_max_pu"] = _nan_max(adn.v_max_pu)
     k["line_loading_max_pct"] = _nan_max(adn.line_loading_max_pct) if adn.line_loading_max_pct is not None else math.nan
@@ -49,10 +35,7 @@ def adn_kpis(adn: AdnSeries, dt: float) -> dict[str, float]:
 def run_kpis(run: Run) -> dict[str, Any]:
     """``{"adns": {name: kpis}, "total": kpis}`` with run-level costs, solve statistics and model size in total."""
     per = {adn.name: adn_kpis(adn, run.step_hours) for adn in run.adns}
-    total: dict[str, float] = {key: float(sum(k[key] for k in per.values())) for key in ENERGY_KEYS}
-    capacity = sum(adn.bess_capacity_mwh for adn in run.adns)
-    total["bess_equivalent_cycles"] = _ratio(total["bess_throughput_mwh"], 2 * capacity)
-    add_ratios(total)
+    total: dict[str, float] = total_kpis(list(per.values()), sum(adn.bess_capacity_mwh for adn in run.adns))
     total["v_min_pu"] = min((k["v_min_pu"] for k in per.values()), default=math.nan)
     total["v_max_pu"] = max((k["v_max_pu"] for k in per.values()), default=math.nan)
     total["line_loading_max_pct"] = _nan_max(np.array([k["line_loading_max_pct"] for k in per.values()]))
@@ -64,10 +47,6 @@ def run_kpis(run: Run) -> dict[str, Any]:
     for key in ("variables", "binaries", "cones", "constraints"):
         total[f"model_{key}"] = float(run.model.get(key, math.nan))
     return {"file": str(run.path), "source": run.source, "scheme": run.scheme, "adns": per, "total": total}
-
-
-def _ratio(num: float, den: float) -> float:
-    return float(num / den) if den and math.isfinite(den) and den > 1e-12 else math.nan
 
 
 def _nan_min(x) -> float:

@@ -22,7 +22,7 @@ import numpy as np
 from loguru import logger
 from mosaik.exceptions import ScenarioError as MosaikScenarioError
 
-from coordinator.results import self_consumption
+from coordinator.kpis import self_consumption
 from coordinator.solvers.base import SolveOptions
 from scenarios.config import STEPS, ScenarioConfig, ScenarioError, build_case
 from scenarios.plugins import (
