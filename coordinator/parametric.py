@@ -93,6 +93,8 @@ def explore_regions(qp: FollowerQP, demand: dict[int, float], lo: dict[int, floa
     Returns None when the exploration is not clean (a degenerate active set, too many regions, or a random
     sample of the box whose independent DC-OPF solution no region reproduces); the caller then keeps KKT.
     """
+    if any(lo[n] > hi[n] for n in lo):  # empty box: no PCC withdrawal balances an ADN; the solve reports it
+        return None
     first = centre_region(qp, demand, lo, hi)
     if first is None:
         return None
