@@ -104,8 +104,8 @@ def _with(cfg, **changes):
 def cmd_solve(args: argparse.Namespace) -> int:
     from coordinator.session import PlanningSession
 
+    check_output_file(args.output, args.overwrite)  # cheap checks first: a bad --output costs nothing
     _, case = load_case(args)
-    check_output_file(args.output, args.overwrite)
     options = SolveOptions(solver=args.solver, time_limit=args.time_limit, mip_gap=args.mip_gap)
     console.print(f"[bold]tsodso solve[/]: {len(case.adns)} ADNs x {case.periods} periods of {case.step_hours} h, "
                   f"scheme {args.scheme}, solver {args.solver}, price mode {case.price_mode}")

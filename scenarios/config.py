@@ -77,7 +77,7 @@ class ScenarioConfig:
     tariff_import: tuple[float, ...] = ()  # $/MWh per hour of day (24 values) or flat (1 value)
     tariff_export: tuple[float, ...] = ()
     inter_adn_p2p: bool = True
-    placement_file: str | None = None  # None: data/placement.csv
+    placement_file: str | None = None  # None: the shipped coordinator/data/placement.csv
     sections: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: str = "<dict>"
 
@@ -273,13 +273,13 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
         if not pf.is_absolute() and base_dir is not None:
             pf = Path(base_dir) / pf
         if not pf.is_file():
-            raise top.error("placement_file", placement_file, "file not found", "a CSV like data/placement.csv")
+            raise top.error("placement_file", placement_file, "file not found", "a CSV as in data/README.md")
         placement_file = str(pf)
     try:
         placements = load_placements(placement_file)
     except (OSError, ValueError) as exc:
         raise ScenarioError(
-            source, "placement_file", placement_file or "data/placement.csv", f"unreadable ({exc})"
+            source, "placement_file", placement_file or "coordinator/data/placement.csv", f"unreadable ({exc})"
         ) from None
 
     raw_adns = top.get("adns")

@@ -157,6 +157,13 @@ def test_horizon_past_the_profile_year_is_refused(capsys):
     assert f"periods = {allowed + 1}" in text and f"at most {allowed} periods" in text and "profile year" in text
 
 
+def test_run_past_the_profile_year_is_refused_before_any_output(tmp_path, capsys):
+    out = tmp_path / "sub" / "r.h5"
+    text = user_error(capsys, "run", "small_2adn", "--hours", "100000", "--output", out, "--no-progress")
+    assert "runs past the end of the profile year" in text and "at most" in text
+    assert not (tmp_path / "sub").exists()
+
+
 def test_start_hour_out_of_range(capsys):
     text = user_error(capsys, "solve", "small_2adn", "--start-hour", "30")
     assert "start_hour" in text and "30" in text
