@@ -38,6 +38,12 @@ adns:
 """
 
 
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A regression that writes a default output (result.json) writes it here, not into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
     """Exit code and everything printed (stdout + stderr, wrapping undone) of ``tsodso ARGS`` in-process."""
     try:
@@ -135,8 +141,8 @@ def test_missing_placement_file(tmp_path, capsys):
     (["--periods", "100000"], "--periods: must be <= 35136"),
     (["--start-hour", "nan"], "--start-hour: must be a finite number"),
 ])
-def test_bad_solve_argument(capsys, args, expected):
-    code, text = run_cli(capsys, "solve", "small_2adn", *args)
+def test_bad_solve_argument(tmp_path, capsys, args, expected):
+    code, text = run_cli(capsys, "solve", "small_2adn", *args, "--output", tmp_path / "r.json")
     assert code == 2 and expected in text, text
 
 
@@ -145,15 +151,15 @@ def test_bad_solve_argument(capsys, args, expected):
     (["--horizon", "inf"], "--horizon: must be a finite number"),
     (["--mip-gap", "nan"], "--mip-gap: must be a finite number"),
 ])
-def test_bad_run_argument(capsys, args, expected):
-    code, text = run_cli(capsys, "run", "small_2adn", *args)
+def test_bad_run_argument(tmp_path, capsys, args, expected):
+    code, text = run_cli(capsys, "run", "small_2adn", *args, "--output", tmp_path / "r.h5")
     assert code == 2 and expected in text, text
 
 
-def test_horizon_past_the_profile_year_is_refused(capsys):
+def test_horizon_past_the_profile_year_is_refused(tmp_path, capsys):
     # small_2adn starts at hour 10 of day 196 (14 July 2016): 171 days minus 10 h, plus the hour of the DST change
     allowed = 171 * 24 - 10 + 1
-    text = user_error(capsys, "solve", "small_2adn", "--periods", str(allowed + 1))
+    text = user_error(capsys, "solve", "small_2adn", "--periods", str(allowed + 1), "--output", tmp_path / "r.json")
     assert f"periods = {allowed + 1}" in text and f"at most {allowed} periods" in text and "profile year" in text
 
 
@@ -164,8 +170,8 @@ def test_run_past_the_profile_year_is_refused_before_any_output(tmp_path, capsys
     assert not (tmp_path / "sub").exists()
 
 
-def test_start_hour_out_of_range(capsys):
-    text = user_error(capsys, "solve", "small_2adn", "--start-hour", "30")
+def test_start_hour_out_of_range(tmp_path, capsys):
+    text = user_error(capsys, "solve", "small_2adn", "--start-hour", "30", "--output", tmp_path / "r.json")
     assert "start_hour" in text and "30" in text
 
 
