@@ -45,8 +45,16 @@ def default_solver() -> str:
     return "fast" if "fast" in STRATEGIES else "scip"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (its default prints the whole usage first); sub-commands inherit it."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tsodso", description=(
+    parser = _Parser(prog="tsodso", description=(
         "DSO-led TSO-DSO coordination: solve the bilevel MISOCP once (solve) or run the mosaik co-simulation (run)."))
     parser.add_argument("--debug", action="store_true", help="show the traceback of user errors too")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -189,6 +189,14 @@ def test_without_debug_a_user_error_is_one_line(capsys):
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: no_such_scenario: scenario not found")
 
 
+def test_argument_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["solve", "--mip-gap", "nan"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 and "usage" not in err
+    assert err.startswith("error: tsodso solve: argument --mip-gap") and "tsodso solve --help" in err
+
+
 def test_a_bug_is_not_disguised_as_a_user_error(monkeypatch):
     import coordinator.session
 
