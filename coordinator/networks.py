@@ -34,7 +34,7 @@ _UNRATED_KA = 99999.0  # pandapower's placeholder ampacity for "no rating" (case
 
 def default_placement_csv() -> Path:
     """The shipped placement table, package data of ``coordinator`` (found the same way in a checkout and a wheel)."""
-    return Path(str(importlib.resources.files("coordinator").joinpath("data", "placement.csv")))
+    return Path(str(importlib.resources.files("coordinator").joinpath("data").joinpath("placement.csv")))
 
 
 # --------------------------------------------------------------------------------------------------------------------
