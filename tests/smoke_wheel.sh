@@ -30,4 +30,4 @@ set -x
 "$tsodso" report r.h5
 "$tsodso" compare r.json ev.h5 --json compare.json
 set +x
-echo "smoke test of the wheel: 6 commands passed"
+echo "smoke test of the wheel: OK (6 commands from outside the repository)"
