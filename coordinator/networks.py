@@ -5,7 +5,7 @@ and gens) reduced to DC-OPF data with the same per-unit conventions pandapower u
 ``pp.rundcopp`` is an independent check of our follower. The ADNs come from ``case33bw()``: a radial feeder whose
 branches are oriented away from the root and expressed per unit on a 1 MVA base (per-unit power = MW).
 
-DER placement (PV and BESS per ADN) is read from ``data/placement.csv``.
+DER placement (PV and BESS per ADN) is read from ``coordinator/data/placement.csv`` (package data).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import csv
 import functools
+import importlib.resources
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -28,12 +29,16 @@ if TYPE_CHECKING:
 
 ADN_CASE = "case33bw"
 ADN_BASE_MVA = 1.0  # per-unit base of the ADN data: per-unit power equals MW
-PLACEMENT_CSV = Path(__file__).resolve().parents[1] / "data" / "placement.csv"
 _UNRATED_KA = 99999.0  # pandapower's placeholder ampacity for "no rating" (case33bw uses it)
 # Rating rule for unrated ADN branches (case33bw publishes none; see data/README.md, "ADN branch ratings"):
 # RATING_MARGIN x the apparent nominal peak load downstream of the branch, and at least RATING_FLOOR_MVA.
 RATING_MARGIN = 2.0
 RATING_FLOOR_MVA = 1.0
+
+
+def default_placement_csv() -> Path:
+    """The shipped placement table, package data of ``coordinator`` (found the same way in a checkout and a wheel)."""
+    return Path(str(importlib.resources.files("coordinator").joinpath("data").joinpath("placement.csv")))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -210,7 +215,7 @@ _PLACEMENT_COLUMNS = ("adn", "kind", "bus", "p_mw", "e_mwh", "eta", "soc_min", "
 
 def load_placements(path: str | Path | None = None) -> dict[str, Placement]:
     """Read the placement table (CSV, ``#`` comment lines allowed); see ``data/README.md`` for the columns."""
-    path = Path(path) if path is not None else PLACEMENT_CSV
+    path = Path(path) if path is not None else default_placement_csv()
     return dict(_load_placements(str(path.resolve())))
 
 

@@ -76,6 +76,8 @@ def explore_regions(qp: FollowerQP, demand: dict[int, float], lo: dict[int, floa
     later call re-certifies known regions against new data with one triangular solve each; the random samples are
     drawn only when the call had to factorise an active set it had not seen (``samples`` of them).
     """
+    if any(lo[n] > hi[n] for n in lo):  # empty box: no PCC withdrawal balances an ADN; the solve reports it
+        return None
     seen = None if factors is None else len(factors)
     first = centre_region(qp, demand, lo, hi, factors=factors)
     if first is None:

@@ -22,7 +22,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-__all__ = ["DayProfiles", "available_profiles", "day_profiles"]
+__all__ = ["DayProfiles", "available_profiles", "day_profiles", "periods_in_year"]
 
 
 def _simbench_dir() -> str:
@@ -94,6 +94,13 @@ def available_profiles() -> dict[str, list[str]]:
     load = [c[: -len(_LOAD_SUFFIX)] for c in _header(LOAD_FILE) if c.endswith(_LOAD_SUFFIX)]
     pv = [c for c in _header(RES_FILE) if _PV_PATTERN.fullmatch(c)]
     return {"load": load, "pv": pv}
+
+
+def periods_in_year(day_of_year: int, step_minutes: int, start_hour: float = 0.0) -> int:
+    """How many ``step_minutes`` periods from ``start_hour`` of ``day_of_year`` fit before the profile year ends."""
+    rows = len(_column(RES_FILE, available_profiles()["pv"][0]))
+    first_row = int(_day_start_rows()[day_of_year - 1]) + round(start_hour * 60 / RAW_STEP_MINUTES)
+    return max(0, (rows - first_row) // (step_minutes // RAW_STEP_MINUTES))
 
 
 def _check_name(kind: str, name: str) -> None:

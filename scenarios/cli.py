@@ -1,47 +1,34 @@
-"""``tsodso``: the command line. Each sub-command is a thin layer over the library; errors exit with code 2."""
+"""``tsodso``: the command line. Each sub-command is a thin layer over the library.
+
+Exit codes: 0 done, 1 the solve or run found no solution, 2 a user error (one ``error:`` line, no traceback unless
+``--debug``), 130 interrupted (Ctrl-C). Anything else is a bug and shows its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import traceback
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from coordinator.solvers import STRATEGIES
-from coordinator.solvers.base import SolveOptions, SolverUnavailable
-
-DEFAULT_SCENARIO = "ieee30_5adn"
-SCHEMES = ["dso-led", "tso-led"]
-console = Console(stderr=True)
-
-
-class UsageError(Exception):
-    """A user mistake we can name: printed without a traceback, exit code 2."""
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-    return parse
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+from coordinator.solvers.base import FEASIBLE, OPTIMAL, SolveOptions, SolverUnavailable
+from scenarios.cli_common import (
+    DEFAULT_SCENARIO,
+    MAX_PERIODS,
+    SCHEMES,
+    UsageError,
+    _non_negative_float,
+    _positive,
+    add_formulation_arguments,
+    add_overwrite_argument,
+    console,
+    formulation_from,
+)
+from scenarios.output_files import OutputPathError, check_output_file, failed_path, write_json_atomic
 
 
 def add_solver_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,47 +41,39 @@ def add_solver_arguments(p: argparse.ArgumentParser) -> None:
                    help="relative optimality gap to stop at (default: %(default)s)")
 
 
-def add_formulation_arguments(p: argparse.ArgumentParser) -> None:
-    """Model choices shared by ``solve`` and ``run`` (read back with ``formulation_from``)."""
-    from coordinator.blocks.complementarity import STRATEGIES as COMPLEMENTARITY
-
-    p.add_argument("--complementarity", default="bigm", choices=sorted(COMPLEMENTARITY),
-                   help="how the follower's complementarity is enforced where KKT is kept (default: %(default)s)")
-    p.add_argument("--follower", default="auto", choices=["auto", "kkt"],
-                   help="'auto': replace the follower's KKT block by its exact affine map / critical-region "
-                        "disjunction where proven, KKT elsewhere; 'kkt': KKT in every period (the plain MISOCP) "
-                        "(default: %(default)s)")
-    p.add_argument("--voltage-cuts", action="store_true",
-                   help="add LinDistFlow upper-voltage cuts: makes the SOC relaxation exact under reverse flow at "
-                        "the cost of a conservative voltage limit (see docs/formulation.md)")
-
-
-def formulation_from(args: argparse.Namespace):
-    from coordinator.dso_led import Formulation
-
-    return Formulation(complementarity=args.complementarity, follower=args.follower, voltage_cuts=args.voltage_cuts)
-
-
 def default_solver() -> str:
     return "fast" if "fast" in STRATEGIES else "scip"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (its default prints the whole usage first); sub-commands inherit it."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tsodso", description=(
+    parser = _Parser(prog="tsodso", description=(
         "DSO-led TSO-DSO coordination: solve the bilevel MISOCP once (solve) or run the mosaik co-simulation (run)."))
+    parser.add_argument("--debug", action="store_true", help="show the traceback of user errors too")
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("solve", help="one optimisation over a horizon, no co-simulation; prints a summary, writes JSON")
     s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
                    help="scenario YAML file or name of a shipped scenario (default: %(default)s)")
-    s.add_argument("--periods", type=_positive(int), help="horizon length in steps (default: the scenario's)")
+    s.add_argument("--periods", type=_positive(int, MAX_PERIODS, " (one profile year of 15-min periods)"),
+                   help="horizon length in steps (default: the scenario's); it must end within the profile year")
     s.add_argument("--start-hour", type=_non_negative_float, help="first hour of the horizon (default: scenario's)")
     s.add_argument("--step", choices=["1h", "15min"], help="time step (default: the scenario's)")
     s.add_argument("--scheme", default="dso-led", choices=SCHEMES,
                    help="coordination scheme: the DSO-led bilevel MISOCP or the two-stage TSO-led baseline "
                         "(default: %(default)s)")
     s.add_argument("--price-mode", choices=["lmp", "tariff"], help="energy price at the PCC (default: scenario's)")
-    s.add_argument("--output", type=Path, default=Path("result.json"), help="JSON result file (default: %(default)s)")
+    s.add_argument("--output", type=Path, default=Path("result.json"),
+                   help="JSON result file (default: %(default)s); a solve without a solution writes "
+                        "<name>.failed.json instead and leaves this file as it was")
+    add_overwrite_argument(s)
     s.add_argument("--no-ac-check", action="store_true", help="skip the pandapower AC check of every ADN and period")
     add_solver_arguments(s)
     s.set_defaults(func=cmd_solve)
@@ -111,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     from scenarios.sweep import add_sweep_parser  # a grid of runs on dask.distributed
 
     add_sweep_parser(sub)
+    for command in sub.choices.values():  # ``tsodso solve ... --debug`` as well as ``tsodso --debug solve ...``
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the traceback of user errors too")
     return parser
 
 
@@ -136,6 +118,7 @@ def _with(cfg, **changes):
 def cmd_solve(args: argparse.Namespace) -> int:
     from coordinator.session import PlanningSession
 
+    check_output_file(args.output, args.overwrite)  # cheap checks first: a bad --output costs nothing
     _, case = load_case(args)
     options = SolveOptions(solver=args.solver, time_limit=args.time_limit, mip_gap=args.mip_gap)
     console.print(f"[bold]tsodso solve[/]: {len(case.adns)} ADNs x {case.periods} periods of {case.step_hours} h, "
@@ -148,11 +131,16 @@ def cmd_solve(args: argparse.Namespace) -> int:
             result = solve_tso_led(case, options, ac_periods=ac_periods)
         else:
             result = PlanningSession(case, formulation_from(args), options).solve(case, ac_periods=ac_periods)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1, allow_nan=True))
     print_summary(result)
-    console.print(f"result written to [bold]{args.output}[/]")
-    return 0 if result["status"] in ("optimal", "feasible") else 1
+    if result["status"] in (OPTIMAL, FEASIBLE):
+        write_json_atomic(args.output, result)
+        console.print(f"result written to [bold]{args.output}[/]")
+        return 0
+    failed = failed_path(args.output)
+    write_json_atomic(failed, result)
+    kept = "left unchanged" if args.output.exists() else "not written"
+    print(f"no solution: status {result['status']}; {args.output} {kept}; details in {failed}", file=sys.stderr)
+    return 1
 
 
 def print_summary(result: dict) -> None:
@@ -192,14 +180,30 @@ def _fmt(value, spec: str = ".4g") -> str:
     return "-" if value is None else format(value, spec)
 
 
+# user mistakes: one line, exit code 2 (ScenarioError and ResultsFileError are ValueErrors with the field named)
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from scenarios.config import ScenarioError
+    from scenarios.results_io import ResultsFileError
+
+    return UsageError, SolverUnavailable, OutputPathError, ScenarioError, ResultsFileError
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except (UsageError, SolverUnavailable) as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except _user_errors() as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ class ScenarioConfig:
     tariff_import: tuple[float, ...] = ()  # $/MWh per hour of day (24 values) or flat (1 value)
     tariff_export: tuple[float, ...] = ()
     inter_adn_p2p: bool = True
-    placement_file: str | None = None  # None: data/placement.csv
+    placement_file: str | None = None  # None: the shipped coordinator/data/placement.csv
     load_level: str = "day"  # load profiles normalised to the day's peak ("day") or the profile year's ("year")
     price_unit: str = "$/MWh"  # leader prices in $/MWh, or "relative" to the TN's reference marginal cost
     sections: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -332,13 +332,13 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
         if not pf.is_absolute() and base_dir is not None:
             pf = Path(base_dir) / pf
         if not pf.is_file():
-            raise top.error("placement_file", placement_file, "file not found", "a CSV like data/placement.csv")
+            raise top.error("placement_file", placement_file, "file not found", "a CSV as in data/README.md")
         placement_file = str(pf)
     try:
         placements = load_placements(placement_file)
     except (OSError, ValueError) as exc:
         raise ScenarioError(
-            source, "placement_file", placement_file or "data/placement.csv", f"unreadable ({exc})"
+            source, "placement_file", placement_file or "coordinator/data/placement.csv", f"unreadable ({exc})"
         ) from None
 
     raw_adns = top.get("adns")
@@ -421,10 +421,36 @@ def load_scenario(path_or_name: str | Path) -> ScenarioConfig:
         allowed = "a YAML file path or one of: " + ", ".join(scenario_names())
         raise ScenarioError(text, "", _MISSING, "scenario not found", allowed)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ScenarioError(str(path), exc.key, _MISSING, f"duplicate key at line {exc.line} (first at line "
+                            f"{exc.first_line})", "each key once per mapping") from None
     except yaml.YAMLError as exc:
         raise ScenarioError(str(path), "", _MISSING, f"not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(str(path), "", _MISSING, "not a text file", "a UTF-8 YAML file") from None
     return parse_scenario(data, source=str(path), base_dir=path.parent)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int, first_line: int) -> None:
+        super().__init__(key)
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise _DuplicateKey(str(key), line, seen[key])
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -448,7 +474,7 @@ def build_case(
     """Assemble the :class:`Case` of a scenario; the arguments override the horizon (e.g. one receding-horizon step)."""
     from coordinator.networks import distribution_network, load_placements, transmission_network
     from coordinator.prices import reference_marginal_cost, relative_prices
-    from coordinator.profiles import day_profiles
+    from coordinator.profiles import day_profiles, periods_in_year
     from coordinator.scaling import scale_adn, scale_tn
 
     src = config.source
@@ -462,6 +488,11 @@ def build_case(
         raise ScenarioError(src, "periods (argument)", periods, "must be an integer >= 1")
     start_hour = config.start_hour if start_hour is None else float(start_hour)
     _check_start(src, "start_hour (argument)", start_hour, step_minutes)
+    room = periods_in_year(config.day_of_year, step_minutes, start_hour)
+    if periods > room:  # the profiles would wrap to 1 Jan: refuse rather than plan winter into a summer day
+        raise ScenarioError(src, "periods", periods, f"a horizon of {step_minutes}-min periods from day "
+                            f"{config.day_of_year} hour {start_hour:g} runs past the end of the profile year "
+                            f"(2016, 366 days)", f"at most {room} periods")
     horizon = {
         "day_of_year": config.day_of_year,
         "step_minutes": step_minutes,

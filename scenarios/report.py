@@ -8,7 +8,6 @@ KPIs are computed here from the time series of a ``Run`` (``scenarios.results_io
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from coordinator.kpis import energy_kpis, total_kpis
+from scenarios.cli_common import add_overwrite_argument
+from scenarios.output_files import OutputPathError, check_output_file, check_output_folder, write_json_atomic
 from scenarios.results_io import AdnSeries, Run, load_run
 
 
@@ -231,36 +232,37 @@ def add_report_parsers(sub: Any) -> None:
     r = sub.add_parser("report", help="KPI table (and JSON / PNG plots) of a results file from 'solve' or 'run'")
     r.add_argument("results", type=Path, help="JSON from 'tsodso solve' or HDF5 from 'tsodso run'")
     r.add_argument("--json", type=Path, metavar="FILE", help="write the KPIs as JSON")
-    r.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots into DIR")
+    r.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots into DIR (replaces its PNGs of the "
+                   "same names)")
+    add_overwrite_argument(r)
     r.set_defaults(func=cmd_report)
     c = sub.add_parser("compare", help="two results files side by side: KPI deltas and overlaid plots")
     c.add_argument("a", type=Path, help="first results file (JSON or HDF5)")
     c.add_argument("b", type=Path, help="second results file")
     c.add_argument("--json", type=Path, metavar="FILE", help="write both KPI sets and the deltas B - A as JSON")
-    c.add_argument("--plots", type=Path, metavar="DIR", help="write overlaid PNG plots into DIR")
+    c.add_argument("--plots", type=Path, metavar="DIR", help="write overlaid PNG plots into DIR (replaces its "
+                   "PNGs of the same names)")
+    add_overwrite_argument(c)
     c.set_defaults(func=cmd_compare)
 
 
-def _load(path: Path) -> Run:
-    from scenarios.cli import UsageError
-
-    try:
-        return load_run(path)
-    except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from exc
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, allow_nan=True))
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Before any file is read: ``--json`` must be new (or ``--overwrite``), ``--plots`` a writable folder."""
+    if args.json:
+        check_output_file(args.json, args.overwrite, "--json")
+    if args.plots:
+        if args.plots.exists() and not args.plots.is_dir():
+            raise OutputPathError(f"--plots {args.plots}: is a file; allowed: a folder (created when missing)")
+        check_output_folder(args.plots, "--plots")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    _check_outputs(args)
     if args.results.is_dir():  # a folder of 'tsodso sweep': its summary.csv, KPIs against the swept parameters
         from scenarios.sweep_report import report_sweep
 
         return report_sweep(args.results, args.plots)
-    run = _load(args.results)
+    run = load_run(args.results)
     kpis = run_kpis(run)
     out = Console()
     for table in kpi_tables(kpis, f"{run.label}: {run.scheme}, {run.source}, {len(run.hours)} periods",
@@ -273,7 +275,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                   f"{sim['pcc_import_export_mwh']:.4g} MWh; cost of restoring binaries "
                   f"{run.extra['tso_led']['binary_restoration_cost']:.4g} $")
     if args.json:
-        _write_json(args.json, kpis | {k: v for k, v in run.extra.items()})
+        write_json_atomic(args.json, kpis | {k: v for k, v in run.extra.items()})
     if args.plots:
         for path in write_plots([run], args.plots):
             out.print(f"plot: {path}")
@@ -281,13 +283,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    a, b = _load(args.a), _load(args.b)
+    _check_outputs(args)
+    a, b = load_run(args.a), load_run(args.b)
     if a.label == b.label:
         a.label, b.label = f"A:{a.label}", f"B:{b.label}"
     ka, kb = run_kpis(a), run_kpis(b)
     Console().print(compare_table(ka, kb, a.label, b.label))
     if args.json:
-        _write_json(args.json, {"a": ka, "b": kb, "delta_b_minus_a": kpi_deltas(ka, kb)})
+        write_json_atomic(args.json, {"a": ka, "b": kb, "delta_b_minus_a": kpi_deltas(ka, kb)})
     if args.plots:
         for path in write_plots([a, b], args.plots):
             Console().print(f"plot: {path}")

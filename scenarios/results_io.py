@@ -4,6 +4,10 @@
 and measured step by step as HDF5. ``load_run`` turns either into a ``Run``: per-ADN time series plus TN prices
 and solve statistics. Voltages and PCC exchange come from the AC power flow in HDF5 files and from the optimiser
 in JSON files (``Run.source`` says which).
+
+Both readers check what they read (keys, types, one value per period, finite numbers where a plan has no gaps) and
+raise ``ResultsFileError`` naming the file, the key and what was expected, so a damaged or foreign file is a clear
+user error, never a crash or a silently wrong KPI.
 """
 
 from __future__ import annotations
@@ -14,6 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+WHAT = "a JSON file from 'tsodso solve' or an HDF5 file from 'tsodso run'"
+
+
+class ResultsFileError(ValueError):
+    """A results file that is missing, unreadable or not what ``tsodso`` writes; the message names file and key."""
+
+    def __init__(self, path: Path, problem: str, key: str = "") -> None:
+        super().__init__(f"{path}: {key}: {problem}" if key else f"{path}: {problem}")
 
 
 @dataclass
@@ -60,10 +74,19 @@ class Run:
 def load_run(path: str | Path, label: str | None = None) -> Run:
     """Read a ``tsodso solve`` JSON or a ``tsodso run`` HDF5 file."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no results file {path}")
-    if path.suffix.lower() in (".h5", ".hdf5"):
+    if path.is_dir():
+        raise ResultsFileError(path, f"is a directory; allowed: {WHAT}")
+    if not path.is_file():
+        raise ResultsFileError(path, f"no such file; allowed: {WHAT}")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(HDF5_SIGNATURE))
+    except OSError as exc:
+        raise ResultsFileError(path, f"cannot read ({exc.strerror})") from None
+    if head == HDF5_SIGNATURE:  # by content, not by suffix: a renamed file still reads
         return _from_hdf5(path, label)
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        raise ResultsFileError(path, f"not an HDF5 file; allowed: {WHAT}")
     return _from_json(path, label)
 
 
@@ -71,34 +94,117 @@ def _arr(values) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
+class _JsonCheck:
+    """Reads keys of a ``tsodso solve`` JSON, raising ``ResultsFileError`` with the key path on anything unexpected."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, problem: str) -> ResultsFileError:
+        return ResultsFileError(self.path, problem, key)
+
+    def get(self, obj: dict, key: str, where: str, kind: type | tuple[type, ...]):
+        name = f"{where}.{key}" if where else key
+        if key not in obj:
+            raise self.fail(name, "missing key (not a complete 'tsodso solve' result)")
+        value = obj[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise self.fail(name, f"must be {_kind_name(kind)}, not {type(value).__name__}")
+        return value
+
+    def number(self, obj: dict, key: str, where: str = "", optional: bool = False, positive: bool = False) -> float:
+        if optional and obj.get(key) is None:
+            return math.nan
+        value = float(self.get(obj, key, where, (int, float)))
+        if not math.isfinite(value) or (positive and value <= 0):
+            raise self.fail(f"{where}.{key}" if where else key, f"= {value}: must be a finite number"
+                            + (" > 0" if positive else ""))
+        return value
+
+    def series(self, obj: dict, key: str, where: str, periods: int) -> np.ndarray:
+        values = self.get(obj, key, where, list)
+        name = f"{where}.{key}"
+        if len(values) != periods:
+            raise self.fail(name, f"has {len(values)} values; allowed: {periods} (one per period)")
+        bad = next((k for k, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, (int, float))
+                    or not math.isfinite(v)), None)
+        if bad is not None:
+            raise self.fail(f"{name}[{bad}]", f"= {values[bad]!r}: must be a finite number")
+        return _arr(values)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {list: "a list", dict: "a mapping", str: "a string", int: "an integer", float: "a number"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return "a number" if float in kinds else " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        res = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise ResultsFileError(path, f"not a text file; allowed: {WHAT}") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsFileError(path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                                     f"allowed: {WHAT}") from None
+    if not isinstance(res, dict):
+        raise ResultsFileError(path, f"top level is {type(res).__name__}, not a mapping; allowed: {WHAT}")
+    return res
+
+
 def _from_json(path: Path, label: str | None) -> Run:
-    res = json.loads(path.read_text())
-    if "adns" not in res:
-        raise ValueError(f"{path}: the solve has no solution (status {res.get('status')!r}); nothing to report")
-    dt = float(res["step_hours"])
-    periods = int(res["periods"])
+    res = _read_json(path)
+    if "adns" not in res and "status" in res:
+        raise ResultsFileError(path, f"the solve has no solution (status {res.get('status')!r}); nothing to report")
+    c = _JsonCheck(path)
+    periods = c.get(res, "periods", "", int)
+    if periods < 1:
+        raise c.fail("periods", f"= {periods}: must be >= 1")
+    dt = c.number(res, "step_hours", positive=True)
+    start_hour = c.number(res, "start_hour") if "start_hour" in res else 0.0
+    raw_adns = c.get(res, "adns", "", list)
+    if not raw_adns:
+        raise c.fail("adns", "is empty; allowed: one entry per ADN")
+    tn = c.get(res, "tn", "", dict)
+    lmp = {}
+    for bus in c.get(tn, "lmp", "tn", dict):
+        if not str(bus).lstrip("-").isdigit():
+            raise c.fail(f"tn.lmp.{bus}", "key must be a TN bus number")
+        lmp[int(bus)] = c.series(tn["lmp"], bus, "tn.lmp", periods)
+    generation_cost = c.number(tn, "generation_cost", "tn")
     adns = []
-    for a in res["adns"]:
-        bess = a["bess"]
-        capacity = sum(x.get("capacity_mwh", math.nan) for x in bess) if bess else 0.0
+    for k, a in enumerate(raw_adns):
+        where = f"adns[{k}]"
+        if not isinstance(a, dict):
+            raise c.fail(where, f"must be a mapping, not {type(a).__name__}")
+        series = {key: c.series(a, key, where, periods) for key in (
+            "pcc_mw", "load_mw", "pv_available_mw", "pv_used_mw", "p2p_intra_mw", "p2p_inter_out_mw", "v_min_pu",
+            "v_max_pu")}
+        bess = c.get(a, "bess", where, list)
+        for j, unit in enumerate(bess):
+            if not isinstance(unit, dict):
+                raise c.fail(f"{where}.bess[{j}]", f"must be a mapping, not {type(unit).__name__}")
+            for key in ("charge_mw", "discharge_mw", "soc_mwh"):
+                c.series(unit, key, f"{where}.bess[{j}]", periods)
+        capacity = sum(c.number(x, "capacity_mwh", f"{where}.bess", optional=True) for x in bess) if bess else 0.0
         if not math.isfinite(capacity):  # files written before capacity_mwh existed: invert the stored KPI
-            k = a.get("kpis", {})
-            cycles = k.get("bess_equivalent_cycles", 0.0)
-            capacity = k["bess_throughput_mwh"] / (2 * cycles) if cycles > 0 else math.nan
+            stored = a.get("kpis") if isinstance(a.get("kpis"), dict) else {}
+            cycles = stored.get("bess_equivalent_cycles", 0.0)
+            capacity = stored.get("bess_throughput_mwh", math.nan) / (2 * cycles) if cycles > 0 else math.nan
         adns.append(AdnSeries(
-            name=a["name"], tn_bus=int(a["tn_bus"]), pcc_mw=_arr(a["pcc_mw"]), load_mw=_arr(a["load_mw"]),
-            pv_available_mw=_arr(a["pv_available_mw"]), pv_used_mw=_arr(a["pv_used_mw"]),
+            name=c.get(a, "name", where, str), tn_bus=c.get(a, "tn_bus", where, int),
             charge_mw=_bess_matrix(bess, "charge_mw", periods),
             discharge_mw=_bess_matrix(bess, "discharge_mw", periods), soc_mwh=_bess_matrix(bess, "soc_mwh", periods),
-            bess_capacity_mwh=float(capacity), p2p_intra_mw=_arr(a["p2p_intra_mw"]),
-            p2p_inter_out_mw=_arr(a["p2p_inter_out_mw"]), v_min_pu=_arr(a["v_min_pu"]), v_max_pu=_arr(a["v_max_pu"]),
-            **_cost_series_json(a)))
-    return Run(label=label or path.stem, path=path, source="plan (JSON)", scheme=res.get("scheme", "dso-led"),
-               step_hours=dt, hours=float(res.get("start_hour", 0.0)) + dt * np.arange(periods), adns=adns,
-               lmp={int(n): _arr(v) for n, v in res["tn"]["lmp"].items()},
-               generation_cost=float(res["tn"]["generation_cost"]), dso_cost=_num(res.get("objective")),
-               solve_time_s=_arr([res.get("solve_time_s", math.nan)]), mip_gap=_num(res.get("mip_gap")),
-               model=dict(res.get("model", {})), extra={k: res[k] for k in ("tso_led",) if k in res})
+            bess_capacity_mwh=float(capacity), **series, **_cost_series_json(a)))
+    model = res.get("model", {})
+    if not isinstance(model, dict):
+        raise c.fail("model", f"must be a mapping, not {type(model).__name__}")
+    return Run(label=label or path.stem, path=path, source="plan (JSON)", scheme=str(res.get("scheme", "dso-led")),
+               step_hours=dt, hours=start_hour + dt * np.arange(periods), adns=adns, lmp=lmp,
+               generation_cost=generation_cost, dso_cost=c.number(res, "objective", optional=True),
+               solve_time_s=_arr([c.number(res, "solve_time_s", optional=True)]),
+               mip_gap=c.number(res, "mip_gap", optional=True),
+               model=dict(model), extra={k: res[k] for k in ("tso_led",) if k in res})
 
 
 def _cost_series_json(a: dict) -> dict:
@@ -114,27 +220,28 @@ def _bess_matrix(bess: list[dict], key: str, periods: int) -> np.ndarray:
     return np.array([x[key] for x in bess], dtype=float).T.reshape(periods, len(bess))
 
 
-def _num(value) -> float:
-    return math.nan if value is None else float(value)
-
-
 def _from_hdf5(path: Path, label: str | None) -> Run:
     from coordinator.networks import load_placements
     from simulators.recorder import read_attrs, read_run
 
-    data = read_run(str(path))
-    attrs = read_attrs(str(path))
-    time_attrs = read_attrs(str(path), "/time")
-    scenario = json.loads(attrs["scenario"]) if "scenario" in attrs else {}
-    run_info = json.loads(attrs["run"]) if "run" in attrs else {}
+    try:
+        data = read_run(str(path))
+        attrs = read_attrs(str(path))
+        time_attrs = read_attrs(str(path), "/time") if "/time" in data else {}
+    except (OSError, KeyError, ValueError) as exc:
+        raise ResultsFileError(path, f"unreadable HDF5 ({exc})") from None
+    if "/time" not in data or not any(k.startswith("/DSO/") for k in data):
+        raise ResultsFileError(path, f"not a 'tsodso run' file (no /time or /DSO datasets); allowed: {WHAT}")
+    scenario, run_info = (_json_attr(path, attrs, key) for key in ("scenario", "run"))
     steps = len(data["/time"])
     dt = float(time_attrs.get("step_seconds", 3600.0)) / 3600.0
     start = float(run_info.get("start_hour", scenario.get("start_hour", 0.0)))
-    hours = start + np.asarray(data["/time"], dtype=float) * float(time_attrs.get("time_resolution_s", 1.0)) / 3600.0
+    resolution_h = float(time_attrs.get("time_resolution_s", 1.0)) / 3600.0
+    hours = start + _steps_of(path, "/time", data["/time"], steps) * resolution_h
 
     def get(key: str, width: int | None = None) -> np.ndarray:
         if key in data:
-            return np.asarray(data[key], dtype=float)
+            return _steps_of(path, key, data[key], steps)
         return np.full((steps, width) if width else steps, np.nan)
 
     hosts = {a["name"]: a for a in scenario.get("adns", [])}
@@ -156,8 +263,8 @@ def _from_hdf5(path: Path, label: str | None) -> Run:
             p2p_inter_in_mw=get(f"/DSO/{name}/p2p_inter_in_mw"), losses_mw=get(f"/ADNGrid/{name}/losses_mw"),
             retail_mw=get(f"/ADNPlan/{name}/retail_mw") if f"/ADNPlan/{name}/retail_mw" in data else None))
     hub = "/Coordinator/hub/"
-    lmp = {int(k.rsplit("/", 1)[1]): np.asarray(v, dtype=float) for k, v in data.items()
-           if k.startswith("/TSO/tn/lmp/")}
+    lmp = {int(k.rsplit("/", 1)[1]): _steps_of(path, k, v, steps) for k, v in data.items()
+           if k.startswith("/TSO/tn/lmp/") and k.rsplit("/", 1)[1].isdigit()}
     gen_cost = float(np.nansum(get("/TSO/tn/generation_cost")) * dt)
     model = {key: float(np.nanmax(get(hub + key))) for key in ("variables", "binaries", "constraints", "cones")
              if hub + key in data}
@@ -174,6 +281,31 @@ def _applied_dso_cost(run: Run, scenario: dict) -> float:
     from scenarios.dso_cost import Pricing, dso_cost
 
     return dso_cost(run, Pricing.from_scenario(scenario)) if scenario else math.nan
+
+
+def _json_attr(path: Path, attrs: dict, key: str) -> dict:
+    """A JSON-encoded root attribute (``scenario``, ``run``) as a mapping; absent means empty."""
+    if key not in attrs:
+        return {}
+    try:
+        value = json.loads(attrs[key])
+    except (TypeError, ValueError):
+        raise ResultsFileError(path, "not valid JSON", f"attribute {key!r}") from None
+    if not isinstance(value, dict):
+        raise ResultsFileError(path, f"must be a JSON mapping, not {type(value).__name__}", f"attribute {key!r}")
+    return value
+
+
+def _steps_of(path: Path, key: str, values: np.ndarray, steps: int) -> np.ndarray:
+    """A recorded series as floats with one row per step of ``/time`` (a short or foreign dataset is an error)."""
+    try:
+        out = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ResultsFileError(path, f"dataset holds {values.dtype}, not numbers", key) from None
+    if out.ndim == 0 or out.shape[0] != steps:
+        rows = 0 if out.ndim == 0 else out.shape[0]
+        raise ResultsFileError(path, f"has {rows} rows; allowed: {steps} (one per step of /time)", key)
+    return out
 
 
 def _placements(loader, scenario: dict) -> dict:

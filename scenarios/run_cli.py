@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scenarios.cli import (
+from scenarios.cli_common import (
     DEFAULT_SCENARIO,
     SCHEMES,
     UsageError,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-from examples.ev_fleet import Fleet
 from scenarios import cli
 from scenarios.config import ScenarioError, load_scenario
+from scenarios.examples.ev_fleet import Fleet
 from scenarios.runner import RunFailed, RunSettings, run_scenario
 from simulators.recorder import read_run
 
@@ -28,8 +28,8 @@ BASE = {
     "adns": [{"name": "adn1", "tn_bus": 7, "placement": "adn1", "load_profile": "H0-A", "pv_profile": "PV3"}],
     "coordinator": {"horizon_hours": 2, "solver": "fast", "time_limit": 60},
 }
-EV_SIM = {"EV": {"python": "examples.ev_fleet:EVFleetSim", "params": {"step_seconds": "$step_seconds",
-                                                                     "start_hour": "$start_hour"}}}
+EV_SIM = {"EV": {"python": "scenarios.examples.ev_fleet:EVFleetSim",
+                 "params": {"step_seconds": "$step_seconds", "start_hour": "$start_hour"}}}
 EV_PLUGIN = {"simulator": "EV", "model": "EVFleet", "name": "f1",
              "params": {"name": "f1", "buses": {5: 3}, "arrival_h": [9, 0.5], "departure_h": [17, 0.5]},
              "connect": [{"to": "DSO_adn1", "attrs": {"load_mw": "extra_load_mw"}}]}
@@ -165,7 +165,7 @@ def test_unknown_model_entity_and_module(tmp_path) -> None:
     plugin = {**EV_PLUGIN, "connect": [{"to": "DSO_adn9", "attrs": ["load_mw"]}]}
     err = errors(tmp_path, simulators=EV_SIM, plugins=[plugin])
     assert err.path == "plugins[0].connect[0].to" and "DSO_adn1" in str(err)
-    err = errors(tmp_path, simulators={"EV": {"python": "examples.no_such_module:X"}}, plugins=[EV_PLUGIN])
+    err = errors(tmp_path, simulators={"EV": {"python": "scenarios.examples.no_such_module:X"}}, plugins=[EV_PLUGIN])
     assert err.path == "simulators.EV.python" and "cannot import" in str(err)
     err = errors(tmp_path, simulators={"EV": {"python": "x:Y", "cmd": "z"}})
     assert err.path == "simulators.EV" and "exactly one" in str(err)

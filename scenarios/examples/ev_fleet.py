@@ -6,7 +6,8 @@ per EV and per day from normal distributions with a seed, so a run is reproducib
 power per bus, ``load_mw = {"<bus>": MW}``, ready for a DSO agent's ``extra_load_mw`` input, plus fleet totals.
 
 Only numpy and mosaik-api-v3, JSON-safe outputs (string keys, plain floats): it runs in-process
-(``python: examples.ev_fleet:EVFleetSim``) or as a subprocess (``cmd: "%(python)s -m examples.ev_fleet %(addr)s"``).
+(``python: scenarios.examples.ev_fleet:EVFleetSim``) or as a subprocess
+(``cmd: "%(python)s -m scenarios.examples.ev_fleet %(addr)s"``).
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def _pair(value: Sequence[float], name: str) -> tuple[float, float]:
 
 
 def main() -> None:
-    """Entry point for ``python -m examples.ev_fleet HOST:PORT`` (a mosaik ``cmd`` simulator)."""
+    """Entry point for ``python -m scenarios.examples.ev_fleet HOST:PORT`` (a mosaik ``cmd`` simulator)."""
     mosaik_api_v3.start_simulation(EVFleetSim(), "tsodso example: EV fleet")
 
 
