@@ -16,17 +16,7 @@ from coordinator.dso_led import Formulation, build_dso_led, set_case_data
 from coordinator.pipeline import FastPipeline
 from coordinator.results import collect
 from coordinator.solvers import solve
-from coordinator.solvers.base import SolveOptions
-
-DEFAULT_SOLVER = "fast"
-DEFAULT_MIP_GAP = 1e-3
-DEFAULT_TIME_LIMIT = 120.0  # s per solve
-
-
-def default_options(**overrides) -> SolveOptions:
-    """The solve defaults (solver, gap, time limit), defined once for every command."""
-    return SolveOptions(**{"solver": DEFAULT_SOLVER, "mip_gap": DEFAULT_MIP_GAP, "time_limit": DEFAULT_TIME_LIMIT,
-                           **overrides})
+from coordinator.solvers.base import SolveOptions, default_options
 
 
 class PlanningSession:

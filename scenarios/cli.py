@@ -15,7 +15,15 @@ from rich.console import Console
 from rich.table import Table
 
 from coordinator.solvers import STRATEGIES
-from coordinator.solvers.base import FEASIBLE, OPTIMAL, SolveOptions, SolverUnavailable
+from coordinator.solvers.base import (
+    DEFAULT_MIP_GAP,
+    DEFAULT_SOLVER,
+    DEFAULT_TIME_LIMIT,
+    FEASIBLE,
+    OPTIMAL,
+    SolveOptions,
+    SolverUnavailable,
+)
 from scenarios.cli_common import (
     DEFAULT_SCENARIO,
     MAX_PERIODS,
@@ -32,17 +40,13 @@ from scenarios.output_files import OutputPathError, check_output_file, failed_pa
 
 
 def add_solver_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--solver", default=default_solver(), choices=sorted(STRATEGIES),
+    p.add_argument("--solver", default=DEFAULT_SOLVER, choices=sorted(STRATEGIES),
                    help="solve strategy (default: %(default)s; 'gurobi' needs a full licence)")
     add_formulation_arguments(p)
-    p.add_argument("--time-limit", type=_positive(float), default=120.0, metavar="S",
+    p.add_argument("--time-limit", type=_positive(float), default=DEFAULT_TIME_LIMIT, metavar="S",
                    help="seconds per solve (default: %(default)s); the best incumbent is kept when it is hit")
-    p.add_argument("--mip-gap", type=_non_negative_float, default=1e-3, metavar="G",
+    p.add_argument("--mip-gap", type=_non_negative_float, default=DEFAULT_MIP_GAP, metavar="G",
                    help="relative optimality gap to stop at (default: %(default)s)")
-
-
-def default_solver() -> str:
-    return "fast" if "fast" in STRATEGIES else "scip"
 
 
 class _Parser(argparse.ArgumentParser):

@@ -391,7 +391,7 @@ def add_study_parser(sub: Any) -> None:
 
 
 def parse_schemes(text: str) -> list[str]:
-    from scenarios.cli import SCHEMES
+    from scenarios.cli_common import SCHEMES
 
     schemes = [x.strip() for x in text.split(",") if x.strip()]
     for scheme in schemes:
@@ -405,7 +405,7 @@ def parse_schemes(text: str) -> list[str]:
 def cmd_study(args: argparse.Namespace) -> int:
     from loguru import logger
 
-    from scenarios.cli import UsageError, console, formulation_from
+    from scenarios.cli_common import UsageError, console, formulation_from
     from scenarios.config import ScenarioError, load_scenario
     from scenarios.run_cli import _route_logs
 

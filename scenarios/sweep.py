@@ -36,7 +36,8 @@ from typing import Any
 
 import yaml
 
-from scenarios.cli import UsageError, console
+from scenarios.cli_common import UsageError, console
+from scenarios.output_files import failed_path
 
 SWEEP_DIR = Path(__file__).resolve().parent / "sweeps"  # shipped sweep files
 MODES = {"solve": ".json", "run": ".h5"}  # mode -> result file suffix
@@ -356,6 +357,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         finally:
             _reset_loguru()
         row["wall_time_s"] = time.perf_counter() - t0
+        if not result_path.exists() and failed_path(result_path).exists():  # a solve without a solution
+            result_path = failed_path(result_path)
         if result_path.exists():
             result_bytes = result_path.read_bytes()
             row.update(_result_fields(spec["mode"], result_path, code))

@@ -23,10 +23,11 @@ TABLE_KPIS = ("tn_import_mwh", "tn_export_mwh", "self_consumption", "dso_cost") 
 
 def read_sweep(directory: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """The swept parameters and the summary rows (numbers as floats where they parse)."""
-    from scenarios.cli import UsageError
+    from scenarios.cli_common import UsageError
 
     if not (directory / "summary.csv").is_file():
-        raise UsageError(f"{directory}: a folder, but not a sweep folder (no summary.csv from 'tsodso sweep')")
+        raise UsageError(f"{directory}: is a directory, but not a sweep folder (no summary.csv from 'tsodso sweep'); "
+                         "allowed: a JSON or HDF5 results file, or a sweep folder")
     with (directory / "summary.csv").open(newline="") as f:
         rows = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(f)]
     meta = directory / "sweep.json"

@@ -548,7 +548,7 @@ _SCIP_REGRESSION = textwrap.dedent("""
     from coordinator.dso_led import build_dso_led
     from coordinator.results import model_size
     from coordinator.solvers.base import SolveOptions
-    from coordinator.solvers.mip import solve_scip
+    from coordinator.solvers.mip import _solve_scip_here as solve_scip  # in this process: the test is the child
     from coordinator.toy import toy_case
 
     seen = []

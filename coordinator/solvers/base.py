@@ -26,6 +26,17 @@ class SolveOptions:
     tee: bool = False
 
 
+# The solve defaults of every command (solve, run, study, sweep), defined once.
+DEFAULT_SOLVER = "fast"
+DEFAULT_TIME_LIMIT = 120.0  # s per solve; the best incumbent is kept when it is hit
+DEFAULT_MIP_GAP = 1e-3
+
+
+def default_options(**overrides) -> SolveOptions:
+    return SolveOptions(**{"solver": DEFAULT_SOLVER, "time_limit": DEFAULT_TIME_LIMIT, "mip_gap": DEFAULT_MIP_GAP,
+                           **overrides})
+
+
 @dataclass
 class SolveReport:
     status: str
