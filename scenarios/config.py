@@ -19,6 +19,8 @@ import numpy as np
 import yaml
 
 from coordinator.case import Case, Prices
+from coordinator.grids.placement import AUTO, AutoRule, BessRule
+from coordinator.grids.source import NetSource
 
 SCENARIO_DIR = Path(__file__).resolve().parent
 STEPS: dict[str, int] = {"1h": 60, "15min": 15}  # step string -> minutes
@@ -47,20 +49,27 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class TNConfig:
-    case: str = "case30"  # a pandapower.networks case
+    case: str | None = "case30"  # a pandapower.networks case (None when ``file`` is given)
     load_profile: str = "G0-A"  # simbench load profile scaling every TN bus load (day peak = nominal)
+    file: str | None = None  # absolute path of a pandapower JSON or MATPOWER file
+
+    @property
+    def source(self) -> NetSource:
+        return NetSource("file", self.file) if self.file else NetSource("case", self.case or "case30")
 
 
 @dataclass(frozen=True)
 class ADNConfig:
     name: str
     tn_bus: int  # pandapower bus index of the TN load bus hosting the PCC
-    placement: str  # ADN name in the placement table
+    placement: str  # ADN name in the placement table, or "auto"
     load_profile: str = "H0-B"
     pv_profile: str = "PV3"
     vmin: float | None = None  # None: DistributionNetwork defaults
     vmax: float | None = None
     pcc_limit: float | None = None
+    network: NetSource = NetSource("case", "case33bw")
+    auto: AutoRule | None = None  # the rules of placement "auto"
 
 
 @dataclass(frozen=True)
@@ -197,7 +206,11 @@ _TOP_FIELDS = (
     "adns",
     *PASS_THROUGH_SECTIONS,
 )
-_ADN_FIELDS = ("name", "tn_bus", "placement", "load_profile", "pv_profile", "vmin", "vmax", "pcc_limit")
+_ADN_FIELDS = ("name", "tn_bus", "placement", "load_profile", "pv_profile", "vmin", "vmax", "pcc_limit", "network",
+               "pv_share", "prosumers", "bess")
+_AUTO_FIELDS = ("pv_share", "prosumers", "bess")
+_BESS_FIELDS = ("count", "p_mw", "p_share", "e_mwh", "hours", "eta", "soc_min", "soc_max", "soc0")
+_NETWORK_KINDS = ("case", "file", "simbench")
 
 
 def _profile_names() -> dict[str, list[str]]:
@@ -228,15 +241,26 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
         raise top.error("name", name, "must be letters, digits, '_' or '-'")
     profiles = _profile_names()
 
-    t = _Reader(source, "tn", top.get("tn", {}), ("case", "load_profile"))
-    tn_case = t.str_("case", "case30")
+    t = _Reader(source, "tn", top.get("tn", {}), ("case", "file", "load_profile"))
+    if "case" in t.data and "file" in t.data:
+        raise t.error("file", t.data["file"], "give exactly one of tn.case and tn.file")
+    if "file" in t.data:
+        tn_key, tn_value = "file", t.str_("file")
+        tn_source = NetSource("file", str(_resolve(base_dir, tn_value)))
+        allowed = "a pandapower JSON (.json) or MATPOWER (.m, .mat) file, relative to the scenario file"
+    else:
+        tn_key, tn_value = "case", t.str_("case", "case30")
+        tn_source = NetSource("case", tn_value)
+        allowed = "a pandapower.networks case, e.g. 'case30'"
+    tn_case = tn_source.label
     try:
-        load_buses = tn_load_buses(tn_case)
+        load_buses = tn_load_buses(tn_source)
     except (ValueError, NotImplementedError) as exc:
-        raise t.error(
-            "case", tn_case, f"not usable as TN ({exc})", "a pandapower.networks case, e.g. 'case30'"
-        ) from None
-    tn = TNConfig(tn_case, t.str_("load_profile", "G0-A", tuple(profiles["load"])))
+        raise t.error(tn_key, tn_value, f"not usable as TN ({exc})", allowed) from None
+    if not load_buses:
+        raise t.error(tn_key, tn_value, "the TN has no bus with a load to host an ADN")
+    tn_profile = t.str_("load_profile", "G0-A", tuple(profiles["load"]))
+    tn = TNConfig(None, tn_profile, tn_source.value) if tn_key == "file" else TNConfig(tn_source.value, tn_profile)
 
     step = top.str_("step", "1h", tuple(STEPS))
     step_minutes = STEPS[step]
@@ -300,7 +324,9 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
         if other is not None:
             free = [b for b in load_buses if all(a.tn_bus != b for a in adns)]
             raise r.error("tn_bus", tn_bus, f"already hosts ADN {other.name!r}", ", ".join(map(str, free)))
-        placement = r.str_("placement", choices=tuple(placements))
+        network = _network(r, base_dir)
+        placement = r.str_("placement", choices=(*placements, AUTO))
+        auto = _auto_rule(r, adn_name, network, placement, placements)
         vmin = r.float_("vmin", None, lo=0.5, hi=1.0)
         vmax = r.float_("vmax", None, lo=1.0, hi=1.5)
         adns.append(
@@ -313,6 +339,8 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
                 vmin=vmin,
                 vmax=vmax,
                 pcc_limit=r.float_("pcc_limit", None, lo=0.0),
+                network=network,
+                auto=auto,
             )
         )
 
@@ -341,6 +369,73 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
         sections=MappingProxyType(sections),
         source=source,
     )
+
+
+def _resolve(base_dir: str | Path | None, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() or base_dir is None else Path(base_dir) / path
+
+
+def _network(r: _Reader, base_dir: str | Path | None) -> NetSource:
+    """``adns[k].network``: ``{case: NAME}`` (default case33bw), ``{file: PATH}`` or ``{simbench: CODE}``."""
+    from coordinator.grids.adn import adn_static
+
+    raw = r.get("network", {"case": "case33bw"})
+    allowed = "{case: case33bw}, {file: PATH.json}, {simbench: CODE} (e.g. 1-MV-rural--0-sw)"
+    if not isinstance(raw, Mapping) or len(raw) != 1 or next(iter(raw)) not in _NETWORK_KINDS:
+        raise r.error("network", raw, "must be a mapping with exactly one of case, file, simbench", allowed)
+    kind, value = next(iter(raw.items()))
+    if not isinstance(value, str) or not value:
+        raise ScenarioError(r.source, f"{r.sub('network')}.{kind}", value, "must be a non-empty string", allowed)
+    if kind == "file":
+        if Path(value).suffix.lower() != ".json":
+            raise ScenarioError(r.source, f"{r.sub('network')}.file", value, "an ADN file must be pandapower JSON",
+                                "a .json file written by pandapower.to_json")
+        value = str(_resolve(base_dir, value))
+    src = NetSource(kind, value)
+    try:
+        adn_static(src)
+    except ValueError as exc:
+        raise ScenarioError(r.source, f"{r.sub('network')}.{kind}", raw[kind], f"not usable as ADN ({exc})",
+                            allowed) from None
+    return src
+
+
+def _auto_rule(r: _Reader, name: str, network: NetSource, placement: str, placements: Mapping) -> AutoRule | None:
+    """The ``auto`` keys (``pv_share``, ``prosumers``, ``bess``), checked by building the placement once."""
+    from coordinator.grids.adn import adn_static
+    from coordinator.grids.feeder import placement_problems
+    from coordinator.grids.placement import auto_placement
+
+    given = [k for k in _AUTO_FIELDS if k in r.data]
+    if placement != AUTO:
+        if given:
+            raise r.error(given[0], r.data[given[0]], f"only used with placement: {AUTO}")
+        bad = placement_problems(placements[placement], network)
+        if bad:
+            n = len(adn_static(network).buses)
+            raise r.error("placement", placement, f"uses buses {bad} that are not non-root buses of "
+                          f"{network.label}", f"buses 1..{n - 1}, or placement: {AUTO}")
+        return None
+    bess = BessRule()
+    if "bess" in r.data:
+        b = _Reader(r.source, r.sub("bess"), r.data["bess"], _BESS_FIELDS)
+        for one, other in (("p_mw", "p_share"), ("e_mwh", "hours")):
+            if one in b.data and other in b.data:
+                raise b.error(other, b.data[other], f"give one of {one} and {other}")
+        kw = {k: b.float_(k, None, lo=0.0) for k in ("p_mw", "p_share", "e_mwh", "hours")}
+        kw |= {k: b.float_(k, getattr(bess, k), lo=0.0, hi=1.0) for k in ("eta", "soc_min", "soc_max", "soc0")}
+        if kw["eta"] <= 0:
+            raise b.error("eta", kw["eta"], "must be positive", "0 < eta <= 1")
+        if not kw["soc_min"] <= kw["soc0"] <= kw["soc_max"]:
+            raise b.error("soc0", kw["soc0"], "need soc_min <= soc0 <= soc_max")
+        bess = BessRule(count=b.int_("count", 3, lo=0), **kw)
+    rule = AutoRule(pv_share=r.float_("pv_share", None, lo=0.0), prosumers=r.int_("prosumers", 8, lo=1), bess=bess)
+    try:
+        auto_placement(name, adn_static(network), rule)
+    except ValueError as exc:
+        raise r.error("placement", placement, str(exc)) from None
+    return rule
 
 
 def scenario_names() -> list[str]:
@@ -382,7 +477,9 @@ def build_case(
     step_minutes: int | None = None,
 ) -> Case:
     """Assemble the :class:`Case` of a scenario; the arguments override the horizon (e.g. one receding-horizon step)."""
-    from coordinator.networks import distribution_network, load_placements, transmission_network
+    from coordinator.grids.adn import adn_static
+    from coordinator.grids.series import simbench_series
+    from coordinator.networks import auto_placement, distribution_network, load_placements, transmission_network
     from coordinator.profiles import day_profiles
 
     src = config.source
@@ -404,14 +501,20 @@ def build_case(
     }
 
     tn_prof = day_profiles(load_profile=config.tn.load_profile, **horizon)
-    tn = transmission_network(tn_prof.load, case=config.tn.case)
+    tn = transmission_network(tn_prof.load, case=config.tn.source)
     placements = load_placements(config.placement_file)
     adns = []
     for a in config.adns:
         prof = day_profiles(load_profile=a.load_profile, pv_profile=a.pv_profile, **horizon)
+        if a.placement == AUTO:
+            placement = auto_placement(a.name, adn_static(a.network), a.auto or AutoRule())
+        else:
+            placement = placements[a.placement]
+        series = simbench_series(a.network.value, **horizon) if a.network.kind == "simbench" else None
         adns.append(
             distribution_network(
-                a.name, a.tn_bus, placements[a.placement], prof, vmin=a.vmin, vmax=a.vmax, pcc_limit=a.pcc_limit
+                a.name, a.tn_bus, placement, prof, vmin=a.vmin, vmax=a.vmax, pcc_limit=a.pcc_limit,
+                source=a.network, series=series,
             )
         )
 
