@@ -189,7 +189,8 @@ def _loop_text(net: Any, parent: dict[int, tuple[str, int, int]], i: int, j: int
     pi, pj = up(i), up(j)
     common = next(b for b in pi if b in set(pj))
     cycle = pi[: pi.index(common) + 1] + pj[: pj.index(common)][::-1]
-    branch = [parent[b][:2] for b in pi[: pi.index(common)]] + [parent[b][:2] for b in pj[: pj.index(common)]]
+    # edges in the order of the cycle: i up to the common ancestor, down to j, then the closing branch back to i
+    branch = [parent[b][:2] for b in pi[: pi.index(common)]] + [parent[b][:2] for b in pj[: pj.index(common)]][::-1]
     branch.append(closing)
     names = ", ".join(element_name(net, k, x) for k, x in branch)
     return f"buses {' - '.join(map(str, cycle))} - {cycle[0]} via {names}"

@@ -77,18 +77,18 @@ def _simbench(code: str) -> Any:
 
 
 def _read_file(path: Path) -> Any:
-    if not path.is_file():
-        raise GridError(f"{path}: file not found")
     suffix = path.suffix.lower()
     if suffix not in FILE_SUFFIXES:
         raise GridError(f"{path}: unknown grid file type {suffix!r}; allowed: .json (pandapower), .m / .mat (MATPOWER)")
+    if not path.is_file():
+        raise GridError(f"{path}: file not found")
     import pandapower as pp
 
     try:
         if suffix == ".json":
             net = pp.from_json(str(path))
         else:
-            from pandapower.converter import from_mpc
+            from pandapower.converter.matpower import from_mpc
 
             net = from_mpc(str(path), f_hz=50)
     except Exception as exc:  # the readers raise many types on a malformed file
