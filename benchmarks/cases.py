@@ -38,7 +38,8 @@ def scenario_with_adns(scenario: str, n: int, share_hosts: bool = False) -> Any:
         free = [b for b in host_buses(cfg.tn.source) if b not in used]
         extra = n - len(base)
         if not free or (extra > len(free) and not share_hosts):
-            raise ValueError(f"{n} ADNs need {extra} free host buses in {cfg.tn.source.label}; only {len(free)}: {free}")
+            where = cfg.tn.source.label
+            raise ValueError(f"{n} ADNs need {extra} free host buses in {where}; only {len(free)}: {free}")
         names = {a.name for a in base}
         for k in range(extra):
             src = base[k % len(base)]

@@ -129,7 +129,8 @@ def _from_hdf5(path: Path, label: str | None) -> Run:
     adns = []
     for name in sorted({k.split("/")[2] for k in data if k.startswith("/DSO/")}):
         cfg = hosts.get(name, {})
-        place = placements.get(cfg.get("placement", name))
+        key = cfg.get("placement", name)
+        place = _auto_placement(name, cfg) if key == "auto" else placements.get(key)
         adns.append(AdnSeries(
             name=name, tn_bus=int(cfg.get("tn_bus", -1)), pcc_mw=get(f"/ADNGrid/{name}/pcc_p_mw"),
             load_mw=get(f"/DSO/{name}/load_mw"), pv_available_mw=get(f"/DSO/{name}/pv_available_mw"),
@@ -150,6 +151,18 @@ def _from_hdf5(path: Path, label: str | None) -> Run:
                scheme=str(run_info.get("scheme", "dso-led")), step_hours=dt, hours=hours,
                adns=adns, lmp=lmp, generation_cost=gen_cost, dso_cost=math.nan, solve_time_s=get(hub + "solve_time_s"),
                mip_gap=float(np.nanmax(get(hub + "mip_gap"))) if hub + "mip_gap" in data else math.nan, model=model)
+
+
+def _auto_placement(name: str, adn: dict):
+    """The DER that ``placement: auto`` gave this ADN, rebuilt from the scenario record (None if the grid is gone)."""
+    from coordinator.grids.adn import adn_static
+    from coordinator.grids.placement import auto_placement, rule_from_record
+
+    try:
+        return auto_placement(name, adn_static(tuple(adn.get("network") or ("case", "case33bw"))),
+                              rule_from_record(adn.get("auto")))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _placements(loader, scenario: dict) -> dict:

@@ -484,3 +484,21 @@ def test_default_network_unchanged() -> None:
         assert adn.source == ("case", "case33bw") and adn.bus_names == () and adn.pcc_limit == 10.0
         assert {frozenset((b.i, b.j)) for b in adn.branches} == {
             frozenset((int(r.from_bus), int(r.to_bus))) for r in net.line[net.line.in_service].itertuples()}
+
+
+def test_auto_rule_survives_the_run_record(tmp_path: Path) -> None:
+    """A run's HDF5 stores the scenario as JSON; the report rebuilds the auto DER (BESS capacity) from it."""
+    import json
+
+    from coordinator.grids.placement import rule_from_record
+    from scenarios.results_io import _auto_placement
+    from scenarios.runner import config_record
+
+    scenario = write_scenario(tmp_path, {"adns": [{"name": "a", "tn_bus": 7, "placement": "auto", "pv_share": 0.4,
+                                                   "prosumers": 5, "bess": {"count": 2, "p_mw": 0.3, "hours": 2}}]})
+    cfg = load_scenario(scenario)
+    record = json.loads(json.dumps(config_record(cfg)))["adns"][0]
+    assert rule_from_record(record["auto"]) == cfg.adns[0].auto
+    rebuilt = _auto_placement("a", record)
+    assert rebuilt == auto_placement("a", adn_static(), cfg.adns[0].auto)
+    assert [b.e_mwh for b in rebuilt.bess] == pytest.approx([0.6, 0.6])

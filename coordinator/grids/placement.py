@@ -187,3 +187,10 @@ def auto_placement(name: str, grid: ADNStatic, rule: AutoRule) -> Placement:
     e = b.energy(p)
     bess = tuple(BessSpec(bus, p, e, b.eta, b.soc_min, b.soc_max, b.soc0) for bus in owners[: b.count])
     return Placement(f"{AUTO}:{name}", pv_bus, pv_peak, bess, prosumers=owners)
+
+
+def rule_from_record(record: dict | None) -> AutoRule:
+    """An :class:`AutoRule` from its JSON record (``dataclasses`` fields, as a run's HDF5 file stores the scenario)."""
+    record = dict(record or {})
+    bess = BessRule(**(record.pop("bess", None) or {}))
+    return AutoRule(bess=bess, **record)
