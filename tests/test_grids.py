@@ -77,9 +77,10 @@ def assert_follower_matches_rundcopp(ref_net: pp.pandapowerNet, case: Case, res:
             p_ref = float(net[f"res_{table}"].p_mw.at[idx])
             assert abs(res["tn"]["gen_mw"][key][t] - p_ref) <= max(1e-3, 1e-4 * abs(p_ref)), (key, t)
         lam = net.res_bus.lam_p
-        for n in case.tn.buses:
+        buses = [n for n in case.tn.buses if n in lam.index]  # not a trafo3w star point (no pandapower bus)
+        for n in buses:
             assert res["tn"]["lmp"][str(n)][t] == pytest.approx(float(lam.at[n]), rel=1e-4, abs=1e-4), (n, t)
-        spread = max(spread, float(np.ptp(lam.loc[case.tn.buses].to_numpy())))
+        spread = max(spread, float(np.ptp(lam.loc[buses].to_numpy())))
     return spread
 
 
@@ -145,7 +146,7 @@ def assert_voltages_match_runpp(m: Any, case: Case, code: str, res: dict) -> Non
 
 def user_tn_net() -> pp.pandapowerNet:
     """case30 with a fixed sgen, a controllable sgen with a cost, a second ext_grid, an out-of-service line and an
-    out-of-service gen: the elements the old reduction refused or never saw."""
+    out-of-service gen and a trafo3w to two new load buses: the elements the old reduction refused or never saw."""
     net = pn.case30()
     pp.create_sgen(net, 5, p_mw=12.0, q_mvar=0.0, controllable=False, name="fixed wind")
     sg = pp.create_sgen(net, 20, p_mw=0.0, min_p_mw=0.0, max_p_mw=15.0, controllable=True, name="dispatchable pv")
@@ -155,6 +156,13 @@ def user_tn_net() -> pp.pandapowerNet:
     net.line.loc[net.line.index[-1], "in_service"] = False
     off = pp.create_gen(net, 9, p_mw=5.0, min_p_mw=0.0, max_p_mw=30.0, controllable=True, in_service=False)
     pp.create_poly_cost(net, off, "gen", cp1_eur_per_mw=0.1)
+    mv, lv = pp.create_bus(net, vn_kv=33.0), pp.create_bus(net, vn_kv=11.0)
+    pp.create_transformer3w_from_parameters(
+        net, 3, mv, lv, vn_hv_kv=135.0, vn_mv_kv=33.0, vn_lv_kv=11.0, sn_hv_mva=40, sn_mv_mva=30, sn_lv_mva=15,
+        vk_hv_percent=10.0, vk_mv_percent=6.0, vk_lv_percent=12.0, vkr_hv_percent=0.5, vkr_mv_percent=0.4,
+        vkr_lv_percent=0.6, pfe_kw=0, i0_percent=0, max_loading_percent=100.0, name="three-winding")
+    pp.create_load(net, mv, p_mw=8.0, q_mvar=2.0)
+    pp.create_load(net, lv, p_mw=4.0, q_mvar=1.0)
     return net
 
 
@@ -185,7 +193,7 @@ def test_user_tn_json_solves_and_follower_matches_rundcopp(tmp_path: Path) -> No
     names = sorted(g.name for g in case.tn.gens)
     assert names == sorted(["ext_grid0", "ext_grid1", *(f"gen{i}" for i in range(5)), "sgen1"])
     assert case.tn.fixed_injection == {5: pytest.approx(12.0)}
-    assert len(case.tn.lines) == 40  # case30's 41 branches less the out-of-service one
+    assert len(case.tn.lines) == 40 + 3  # case30's 41 branches less the out-of-service one, 3 for the trafo3w
     m, res = solve_case(case)
     ref, pins = reference_for_pins(pp.from_json(str(tmp_path / "tn.json")))
     keys = {("ext_grid", 0): "ext_grid0", ("gen", pins[1]): "ext_grid1", ("sgen", 1): "sgen1"}
@@ -410,9 +418,16 @@ def test_radial_adn_file_equals_case33bw(tmp_path: Path) -> None:
 def test_tn_refusals_name_the_element(tmp_path: Path) -> None:
     net = pn.case30()
     pp.create_transformer3w(net, 3, 5, 6, std_type="63/25/38 MVA 110/20/10 kV", name="t3")
+    net.trafo3w["shift_lv_degree"] = 150.0  # a Dyn winding: the DC model has no phase shift
     pp.to_json(net, str(tmp_path / "t3.json"))
-    with pytest.raises(GridError, match=r"trafo3w 0 \('t3'\).*not supported"):
+    with pytest.raises(GridError, match=r"trafo3w 0 \('t3'\): phase shifts .* not supported"):
         tn_static(NetSource("file", str(tmp_path / "t3.json")))
+
+    net = pn.case30()
+    pp.create_dcline(net, 3, 5, p_mw=5.0, loss_percent=1.0, loss_mw=0.1, vm_from_pu=1.0, vm_to_pu=1.0, name="hvdc")
+    pp.to_json(net, str(tmp_path / "dc.json"))
+    with pytest.raises(GridError, match=r"dcline 0 \('hvdc'\): in-service dcline elements are not supported"):
+        tn_static(NetSource("file", str(tmp_path / "dc.json")))
 
     net = pn.case30()
     pp.create_sgen(net, 4, p_mw=1.0, controllable=True, name="no limits")
@@ -426,6 +441,33 @@ def test_tn_refusals_name_the_element(tmp_path: Path) -> None:
     pp.to_json(net, str(tmp_path / "island.json"))
     with pytest.raises(GridError, match=rf"buses \[{island}\] carry loads .* not connected"):
         tn_static(NetSource("file", str(tmp_path / "island.json")))
+
+
+def test_tn_trafo3w_matches_pandapower_ppc(tmp_path: Path) -> None:
+    """A trafo3w becomes three branches around a star bus with the reactances and ratings of pandapower's ppc."""
+    from pandapower.pypower.idx_brch import BR_X, F_BUS, RATE_A, T_BUS, TAP
+
+    net = pn.case30()
+    mv, lv = pp.create_bus(net, vn_kv=33.0), pp.create_bus(net, vn_kv=11.0)
+    pp.create_transformer3w_from_parameters(
+        net, 3, mv, lv, vn_hv_kv=135.0, vn_mv_kv=33.0, vn_lv_kv=11.0, sn_hv_mva=40, sn_mv_mva=30, sn_lv_mva=15,
+        vk_hv_percent=10.0, vk_mv_percent=6.0, vk_lv_percent=12.0, vkr_hv_percent=0.5, vkr_mv_percent=0.4,
+        vkr_lv_percent=0.6, pfe_kw=0, i0_percent=0, max_loading_percent=80.0)
+    pp.create_load(net, mv, p_mw=8.0)
+    pp.create_load(net, lv, p_mw=4.0)
+    pp.to_json(net, str(tmp_path / "t3.json"))
+    tn = tn_static(NetSource("file", str(tmp_path / "t3.json")))
+    pp.rundcpp(net)
+    br = net._ppc["branch"].real
+    assert len(tn.lines) == len(br) == 41 + 3
+    star = max(int(b) for b in net.bus.index) + 1
+    ppc_star = int(net._pd2ppc_lookups["aux"]["trafo3w"][0])
+    for line, row in zip(tn.lines, br, strict=True):
+        ends = [int(row[F_BUS]), int(row[T_BUS])]
+        assert [star if b == ppc_star else b for b in ends] == [line.from_bus, line.to_bus]
+        assert line.b_mw_per_rad == pytest.approx(net.sn_mva / (row[BR_X] * row[TAP]), rel=1e-9)
+        assert line.fmax == pytest.approx(row[RATE_A], rel=1e-9)
+    assert star in tn.buses and {mv, lv} <= set(tn.base_load)
 
 
 def test_adn_refusals_name_the_element(tmp_path: Path) -> None:

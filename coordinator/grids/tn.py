@@ -4,7 +4,7 @@
 each element (see also ``docs/grids.md``):
 
 - lines and two-winding trafos: branches ``b = sn / x_pu`` (trafos with their off-nominal ratio); phase shifters
-  are refused;
+  are refused; a missing ``max_loading_percent`` means 100 %;
 - ext_grids and gens: generators with their limits and ``poly_cost``; the first in-service ext_grid's bus is the
   angle reference (pandapower's OPF pins the angle of every ext_grid bus; the DC model has one reference and treats
   further ext_grids as generators);
@@ -14,7 +14,10 @@ each element (see also ``docs/grids.md``):
 - closed bus-bus switches merge buses (the smallest index stands for the group); an open line/trafo switch cuts it;
 - out-of-service elements and elements at out-of-service buses are skipped; buses not connected to the reference
   are dropped when empty and refused when they carry a load or a generator;
-- trafo3w, impedance, dcline, storage, ward, xward and the FACTS tables are refused, naming the element.
+- trafo3w: three branches around a star-point bus, as pandapower builds its ppc (short-circuit voltages converted
+  from the winding pairs to the star); the star bus gets the index ``max(bus index) + 1 + k`` for the k-th trafo3w.
+  Off-neutral taps and phase shifts are refused;
+- impedance, dcline, storage, ward, xward and the FACTS tables are refused, naming the element.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from coordinator.grids.source import (
     raw_net,
 )
 
-UNSUPPORTED = ("trafo3w", "impedance", "dcline", "storage", "ward", "xward", "svc", "tcsc", "ssc", "vsc")
+UNSUPPORTED = ("impedance", "dcline", "storage", "ward", "xward", "svc", "tcsc", "ssc", "vsc")
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,21 @@ def _tn_static(src: NetSource) -> TNStatic:
         fmax = float(tr.sn_mva) * finite(tr.df, 1.0) * par * mlp / 100.0
         lines.append(TNLine(f"trafo{idx}", merge.find(hv), merge.find(lv), sn / (x_pu * ratio), fmax))
 
+    star_buses: set[int] = set()
+    next_bus = max(int(b) for b in net.bus.index) + 1
+    cut_t3 = open_switch_elements(net, "t3")
+    for idx, t3 in in_service(net.trafo3w).iterrows():
+        ends = (int(t3.hv_bus), int(t3.mv_bus), int(t3.lv_bus))
+        if idx in cut_t3:
+            raise GridError(f"{label}: {element_name(net, 'trafo3w', int(idx))}: an open switch at a three-winding "
+                            "trafo is not supported (take the trafo out of service instead)")
+        if not all(b in live for b in ends):
+            raise GridError(f"{label}: {element_name(net, 'trafo3w', int(idx))} is in service at an out-of-service "
+                            "bus; take it out of service")
+        star = next_bus + len(star_buses)
+        star_buses.add(star)
+        lines.extend(_trafo3w_branches(label, net, int(idx), t3, star, sn, [merge.find(b) for b in ends]))
+
     costs: dict[tuple[str, int], tuple[float, float]] = {
         (str(c.et), int(c.element)): (float(c.cp2_eur_per_mw2), float(c.cp1_eur_per_mw))
         for _, c in net.poly_cost.iterrows()
@@ -204,9 +222,45 @@ def _tn_static(src: NetSource) -> TNStatic:
             bus = merge.find(int(sh.bus))
             base_load[bus] = base_load.get(bus, 0.0) + float(sh.p_mw * sh.step)
 
-    buses = _connected(label, ref_bus, lines, {merge.find(b) for b in live},
+    buses = _connected(label, ref_bus, lines, {merge.find(b) for b in live} | star_buses,
                        set(base_load) | set(fixed) | {g.bus for g in gens})
     return TNStatic(label, buses, ref_bus, tuple(lines), tuple(gens), base_load, fixed)
+
+
+def _trafo3w_branches(label: str, net, idx: int, t3, star: int, sn: float, ends: list[int]) -> list[TNLine]:
+    """hv-star, star-mv, star-lv as pandapower's ``_trafo_df_from_trafo3w``: per-side vk from the pair values."""
+    name = element_name(net, "trafo3w", idx)
+    steps = finite(t3.tap_pos, 0.0) - finite(t3.tap_neutral, 0.0)
+    if steps * finite(t3.tap_step_percent, 0.0) != 0:
+        raise GridError(f"{label}: {name}: off-neutral taps of three-winding trafos are not supported in the DC model")
+    if finite(t3.shift_mv_degree, 0.0) != 0 or finite(t3.shift_lv_degree, 0.0) != 0:
+        raise GridError(f"{label}: {name}: phase shifts (shift_mv_degree, shift_lv_degree) are not supported in the "
+                        "DC model; set them to 0 if the angles do not matter")
+    sides = ("hv", "mv", "lv")
+    s_side = np.array([float(t3[f"sn_{x}_mva"]) for x in sides])
+    vk3 = np.array([float(t3[f"vk_{x}_percent"]) for x in sides])  # pairs hv-mv, mv-lv, hv-lv
+    vkr3 = np.array([float(t3[f"vkr_{x}_percent"]) for x in sides])
+
+    def to_star(z: np.ndarray) -> np.ndarray:  # pair values on min(sn) -> star values on each side's sn
+        pair = s_side[0] * np.array([z[0] / min(s_side[0], s_side[1]), z[1] / min(s_side[1], s_side[2]),
+                                     z[2] / min(s_side[0], s_side[2])])
+        return 0.5 * s_side / s_side[0] * np.array([pair[0] + pair[2] - pair[1], pair[1] + pair[0] - pair[2],
+                                                    pair[2] + pair[1] - pair[0]])
+
+    vki = to_star(np.sqrt(vk3**2 - vkr3**2))
+    vn = net.bus.vn_kv
+    v_star = float(vn.at[int(t3.hv_bus)])
+    mlp = finite(t3.get("max_loading_percent", 100.0), 100.0)
+    out = []
+    for k, side in enumerate(sides):
+        hv, lv = (ends[0], star) if side == "hv" else (star, ends[k])
+        v_hv = v_star if side != "hv" else float(vn.at[int(t3.hv_bus)])
+        v_lv = v_star if side == "hv" else float(vn.at[int(t3[f"{side}_bus"])])
+        vn_lv = float(t3[f"vn_{side}_kv"])
+        x_pu = vki[k] / 100.0 * sn / s_side[k] * (vn_lv / v_lv) ** 2
+        ratio = (float(t3.vn_hv_kv) / v_hv) / (vn_lv / v_lv)
+        out.append(TNLine(f"trafo3w{idx}.{side}", hv, lv, sn / (x_pu * ratio), s_side[k] * mlp / 100.0))
+    return out
 
 
 def _connected(label: str, ref: int, lines: list[TNLine], buses: set[int], used: set[int]) -> tuple[int, ...]:
