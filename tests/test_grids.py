@@ -415,6 +415,48 @@ def test_radial_adn_file_equals_case33bw(tmp_path: Path) -> None:
     assert sorted(net.bus.index) == list(range(33)) and net.ext_grid.bus.tolist() == [0]
 
 
+def two_substation_feeder() -> pp.pandapowerNet:
+    """110 kV ext_grid, two 110/20 kV trafos to separate busbars, a 20 kV feeder of two lines on each, one sgen."""
+    net = pp.create_empty_network()
+    hv = pp.create_bus(net, 110.0, name="hv")
+    pp.create_ext_grid(net, hv)
+    for k in (1, 2):
+        bar = pp.create_bus(net, 20.0, name=f"bar{k}")
+        pp.create_transformer(net, hv, bar, std_type="25 MVA 110/20 kV")
+        a, b = pp.create_bus(net, 20.0, name=f"a{k}"), pp.create_bus(net, 20.0, name=f"b{k}")
+        pp.create_line(net, bar, a, 2.0, "NA2XS2Y 1x95 RM/25 12/20 kV")
+        pp.create_line(net, a, b, 1.5, "NA2XS2Y 1x95 RM/25 12/20 kV")
+        pp.create_load(net, a, p_mw=1.0 * k, q_mvar=0.2)
+        pp.create_load(net, b, p_mw=0.5, q_mvar=0.1)
+    pp.create_sgen(net, b, p_mw=0.7)
+    return net
+
+
+def test_substation_trafos_are_dropped_and_their_busbars_merged(tmp_path: Path) -> None:
+    net = two_substation_feeder()
+    pp.to_json(net, str(tmp_path / "two.json"))
+    src = NetSource("file", str(tmp_path / "two.json"))
+    grid = adn_static(src)
+    assert grid.bus_names[0] == "bar1" and "bar2" not in grid.bus_names and "hv" not in grid.bus_names
+    assert len(grid.buses) == 5 and len(grid.branches) == 4  # merged root + 4 feeder buses; the 4 lines
+    assert grid.pcc_limit == pytest.approx(50.0) and set(grid.root_trafos) == {0, 1}
+    assert sorted(br.j for br in grid.branches if br.i == 0) == sorted(
+        grid.bus_names.index(n) for n in ("a1", "a2"))  # both feeders hang off the root
+    assert grid.peak_load == pytest.approx(4.0) and grid.sgen_peak == (0.7,)
+    # the reduced AC net: both busbars fused into bus 0 with the ext_grid; runpp = the feeders held at 1 p.u.
+    red = adn_source_net(src)
+    pp.runpp(red, numba=False)
+    ref = copy.deepcopy(net)
+    ref.trafo["in_service"] = False
+    ref.ext_grid.drop(ref.ext_grid.index, inplace=True)
+    for k in (1, 2):
+        pp.create_ext_grid(ref, int(ref.bus.index[ref.bus.name == f"bar{k}"][0]), vm_pu=1.0)
+    pp.runpp(ref, numba=False)
+    for k, name in enumerate(grid.bus_names):
+        if name.startswith(("a", "b")):
+            assert red.res_bus.vm_pu.at[k] == pytest.approx(ref.res_bus.vm_pu[ref.bus.name == name].iloc[0], abs=1e-9)
+
+
 def test_tn_refusals_name_the_element(tmp_path: Path) -> None:
     net = pn.case30()
     pp.create_transformer3w(net, 3, 5, 6, std_type="63/25/38 MVA 110/20/10 kV", name="t3")

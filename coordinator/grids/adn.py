@@ -6,7 +6,8 @@ Sources: a ``pandapower.networks`` case (``case33bw``), a pandapower JSON file, 
 - closed bus-bus switches merge buses; an open switch cuts its line or trafo; out-of-service elements are skipped;
 - the root (PCC, ``v = 1`` p.u.) is the bus of the one in-service ext_grid. If that bus reaches the feeder only
   through trafos (simbench: the ext_grid sits on the upstream HV or MV level), those trafos are the substation:
-  they are dropped, the root is their (merged) LV bus, and their rating is the default ``pcc_limit``;
+  they are dropped, the root is their LV bus (LV busbars of several such trafos are merged: each is held at 1 p.u.
+  and radial DistFlow has no angles), and their rating is the default ``pcc_limit``;
 - branches are oriented away from the root by a BFS; a loop is refused, naming its buses and branches;
 - lines and in-service trafos inside the feeder are branches (a trafo at nominal ratio: its series impedance);
 - buses are renumbered: root 0, then the others in the order of their pandapower index (so case33bw keeps its
@@ -105,14 +106,18 @@ def _adn_static(src: NetSource) -> ADNStatic:
     at_root = [e for e in edges if ext_bus in (e[2], e[3])]
     root, root_trafos, pcc_limit = ext_bus, (), None
     if at_root and all(e[0] == "trafo" for e in at_root):
-        lv = {e[3] if e[2] == ext_bus else e[2] for e in at_root}
-        if len(lv) != 1:
-            raise GridError(f"{label}: the trafos at the ext_grid bus ({', '.join(f'trafo {e[1]}' for e in at_root)}) "
-                            f"lead to separate buses {sorted(lv)}; an ADN has one root")
-        root = lv.pop()
+        lv = sorted({e[3] if e[2] == ext_bus else e[2] for e in at_root})
+        root = lv[0]
+        for other in lv[1:]:  # LV busbars of separate substation trafos: one root, each held at 1 p.u.
+            merge.parent[other] = root
         root_trafos = tuple(e[1] for e in at_root)
         pcc_limit = float(sum(net.trafo.sn_mva.at[i] * finite(net.trafo.parallel.at[i], 1.0) for i in root_trafos))
-        edges = [e for e in edges if e[1] not in root_trafos or e[0] != "trafo"]
+        edges = [(k, i, merge.find(a), merge.find(b)) for k, i, a, b in edges
+                 if not (k == "trafo" and i in root_trafos)]
+        for kind, idx, a, b in edges:
+            if a == b:
+                raise GridError(f"{label}: {element_name(net, kind, idx)} joins two substation busbars that the "
+                                f"reduction merges into the root {root}: a loop")
 
     parent = _orient(net, label, root, edges)
     reached = set(parent) | {root}
