@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 
-def host_buses(tn_case: str) -> list[int]:
+def host_buses(tn_case: Any) -> list[int]:
     """TN load buses that are not generator (or external grid) buses: where an extra ADN may be hosted."""
     from coordinator.networks import pandapower_net, tn_load_buses
 
@@ -35,10 +35,11 @@ def scenario_with_adns(scenario: str, n: int, share_hosts: bool = False) -> Any:
     adns = base[:n]
     if n > len(base):
         used = {a.tn_bus for a in base}
-        free = [b for b in host_buses(cfg.tn.case) if b not in used]
+        free = [b for b in host_buses(cfg.tn.source) if b not in used]
         extra = n - len(base)
         if not free or (extra > len(free) and not share_hosts):
-            raise ValueError(f"{n} ADNs need {extra} free host buses in {cfg.tn.case}; only {len(free)}: {free}")
+            where = cfg.tn.source.label
+            raise ValueError(f"{n} ADNs need {extra} free host buses in {where}; only {len(free)}: {free}")
         names = {a.name for a in base}
         for k in range(extra):
             src = base[k % len(base)]

@@ -35,7 +35,11 @@ class TNLine:
 
 @dataclass
 class TransmissionNetwork:
-    """DC-OPF data of the TN; ``base_load`` is the nominal load per bus, scaled per period by ``load_scale``."""
+    """DC-OPF data of the TN; ``base_load`` is the nominal load per bus, scaled per period by ``load_scale``.
+
+    ``fixed_injection`` (MW per bus: non-controllable sgens and gens) is subtracted from the demand unscaled;
+    ``source`` is the grid it was reduced from (``("case", name)`` or ``("file", path)``; None: ``("case", case)``).
+    """
 
     case: str
     buses: list[int]
@@ -44,9 +48,14 @@ class TransmissionNetwork:
     gens: list[Generator]
     base_load: dict[int, float]
     load_scale: np.ndarray  # (T,)
+    source: tuple[str, str] | None = None
+    fixed_injection: dict[int, float] = field(default_factory=dict)
 
     def demand(self, t: int) -> dict[int, float]:
-        return {n: d * float(self.load_scale[t]) for n, d in self.base_load.items()}
+        out = {n: d * float(self.load_scale[t]) for n, d in self.base_load.items()}
+        for n, p in self.fixed_injection.items():
+            out[n] = out.get(n, 0.0) - p
+        return out
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,11 @@ class Bess:
 
 @dataclass
 class DistributionNetwork:
-    """One ADN: a radial feeder with its root (bus 0) at the PCC on TN bus ``tn_bus``."""
+    """One ADN: a radial feeder with its root (bus 0) at the PCC on TN bus ``tn_bus``.
+
+    ``source`` is the grid it was reduced from (``("case", "case33bw")``, ``("file", path)``, ``("simbench", code)``);
+    ``bus_names`` names each bus of ``buses`` in that grid (empty: the bus numbers are the grid's own).
+    """
 
     name: str
     tn_bus: int
@@ -90,6 +103,8 @@ class DistributionNetwork:
     vmax: float = 1.1
     pcc_limit: float = 10.0  # MW, substation transformer
     root: int = 0
+    source: tuple[str, str] = ("case", "case33bw")
+    bus_names: tuple[str, ...] = ()
 
     def children(self) -> dict[int, list[int]]:
         out: dict[int, list[int]] = {b: [] for b in self.buses}

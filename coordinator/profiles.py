@@ -22,7 +22,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-__all__ = ["DayProfiles", "available_profiles", "day_profiles", "periods_in_year"]
+__all__ = ["DayProfiles", "available_profiles", "day_profiles", "horizon_rows", "periods_in_year"]
 
 
 def _simbench_dir() -> str:
@@ -139,6 +139,19 @@ def _year_peak(load_profile: str, step_minutes: int) -> float:
     factor = step_minutes // RAW_STEP_MINUTES
     n = len(raw) // factor * factor
     return float(raw[:n].reshape(-1, factor).mean(axis=1).max())
+
+
+def horizon_rows(day_of_year: int, step_minutes: int = 60, periods: int = 24, start_hour: float = 0.0) -> np.ndarray:
+    """Rows (periods, step / 15 min) of the 15-minute profile year that make up each period of a horizon.
+
+    Same calendar and DST rules as :func:`day_profiles` (days located by their local-time label); rows wrap to
+    1 Jan past the end. Averaging a series over axis 1 of ``series[rows]`` gives its per-period values.
+    """
+    _check_args(day_of_year, step_minutes, periods, start_hour)
+    factor = int(step_minutes) // RAW_STEP_MINUTES
+    first_row = int(_day_start_rows()[day_of_year - 1]) + round(start_hour * 60 / RAW_STEP_MINUTES)
+    n_rows = int(_day_start_rows()[-1]) + 24 * 60 // RAW_STEP_MINUTES  # 35136 for 2016
+    return (np.arange(first_row, first_row + periods * factor) % n_rows).reshape(periods, factor)
 
 
 def day_profiles(

@@ -19,6 +19,8 @@ import numpy as np
 import yaml
 
 from coordinator.case import Case, Prices
+from coordinator.grids.placement import AUTO, AutoRule, BessRule
+from coordinator.grids.source import NetSource
 from coordinator.prices import PRICE_UNITS
 from coordinator.scaling import BessSizing
 
@@ -49,18 +51,23 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class TNConfig:
-    case: str = "case30"  # a pandapower.networks case
+    case: str | None = "case30"  # a pandapower.networks case (None when ``file`` is given)
     load_profile: str = "G0-A"  # simbench load profile scaling every TN bus load (peak = nominal, see load_level)
+    file: str | None = None  # absolute path of a pandapower JSON or MATPOWER file
     load_scale: float = 1.0  # multiplies every TN base load
     rating_scale: float = 1.0  # multiplies every line and transformer rating
     branch_ratings: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # name -> MW
+
+    @property
+    def source(self) -> NetSource:
+        return NetSource("file", self.file) if self.file else NetSource("case", self.case or "case30")
 
 
 @dataclass(frozen=True)
 class ADNConfig:
     name: str
     tn_bus: int  # pandapower bus index of the TN load bus hosting the PCC
-    placement: str  # ADN name in the placement table
+    placement: str  # ADN name in the placement table, or "auto"
     load_profile: str = "H0-B"
     pv_profile: str = "PV3"
     vmin: float | None = None  # None: DistributionNetwork defaults
@@ -69,6 +76,8 @@ class ADNConfig:
     load_scale: float = 1.0  # multiplies the bus loads (P and Q)
     pv_scale: float = 1.0  # multiplies the placement's PV peaks
     bess: BessSizing = BessSizing()  # scale factors on the placement's BESS power and energy
+    network: NetSource = NetSource("case", "case33bw")
+    auto: AutoRule | None = None  # the rules of placement "auto"
 
 
 @dataclass(frozen=True)
@@ -208,20 +217,13 @@ _TOP_FIELDS = (
     "adns",
     *PASS_THROUGH_SECTIONS,
 )
-_ADN_FIELDS = (
-    "name",
-    "tn_bus",
-    "placement",
-    "load_profile",
-    "pv_profile",
-    "vmin",
-    "vmax",
-    "pcc_limit",
-    "load_scale",
-    "pv_scale",
-    "bess",
-)
-_TN_FIELDS = ("case", "load_profile", "load_scale", "rating_scale", "branch_ratings")
+_ADN_FIELDS = ("name", "tn_bus", "placement", "load_profile", "pv_profile", "vmin", "vmax", "pcc_limit", "network",
+               "pv_share", "prosumers", "bess", "load_scale", "pv_scale")
+_TN_FIELDS = ("case", "file", "load_profile", "load_scale", "rating_scale", "branch_ratings")
+_AUTO_FIELDS = ("pv_share", "prosumers")
+_BESS_FIELDS = ("count", "p_mw", "p_share", "e_mwh", "hours", "eta", "soc_min", "soc_max", "soc0")  # auto rules
+_BESS_SCALES = ("p_scale", "e_scale")  # scale factors, any placement
+_NETWORK_KINDS = ("case", "file", "simbench")
 
 
 def _profile_names() -> dict[str, list[str]]:
@@ -264,7 +266,8 @@ def _branch_ratings(r: _Reader, names: list[str]) -> Mapping[str, float]:
 
 
 def _bess_sizing(r: _Reader) -> BessSizing:
-    b = _Reader(r.source, r.sub("bess"), r.get("bess", {}), ("p_scale", "e_scale"))
+    """``bess.p_scale`` / ``bess.e_scale``: scale factors on the ADN's batteries (any placement)."""
+    b = _Reader(r.source, r.sub("bess"), r.get("bess", {}), (*_BESS_SCALES, *_BESS_FIELDS))
     return BessSizing(b.float_("p_scale", 1.0, lo=0.0), b.float_("e_scale", 1.0, lo=0.0))
 
 
@@ -280,19 +283,29 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
     profiles = _profile_names()
 
     t = _Reader(source, "tn", top.get("tn", {}), _TN_FIELDS)
-    tn_case = t.str_("case", "case30")
+    if "case" in t.data and "file" in t.data:
+        raise t.error("file", t.data["file"], "give exactly one of tn.case and tn.file")
+    if "file" in t.data:
+        tn_key, tn_value = "file", t.str_("file")
+        tn_source = NetSource("file", str(_resolve(base_dir, tn_value)))
+        allowed = "a pandapower JSON (.json) or MATPOWER (.m, .mat) file, relative to the scenario file"
+    else:
+        tn_key, tn_value = "case", t.str_("case", "case30")
+        tn_source = NetSource("case", tn_value)
+        allowed = "a pandapower.networks case, e.g. 'case30'"
+    tn_case = tn_source.label
     try:
-        load_buses = tn_load_buses(tn_case)
+        load_buses = tn_load_buses(tn_source)
     except (ValueError, NotImplementedError) as exc:
-        raise t.error(
-            "case", tn_case, f"not usable as TN ({exc})", "a pandapower.networks case, e.g. 'case30'"
-        ) from None
+        raise t.error(tn_key, tn_value, f"not usable as TN ({exc})", allowed) from None
+    if not load_buses:
+        raise t.error(tn_key, tn_value, "the TN has no bus with a load to host an ADN")
+    tn_profile = t.str_("load_profile", "G0-A", tuple(profiles["load"]))
     tn = TNConfig(
-        tn_case,
-        t.str_("load_profile", "G0-A", tuple(profiles["load"])),
+        None if tn_key == "file" else tn_source.value, tn_profile, tn_source.value if tn_key == "file" else None,
         load_scale=_positive(t, "load_scale"),
         rating_scale=_positive(t, "rating_scale"),
-        branch_ratings=_branch_ratings(t, tn_branch_names(tn_case)),
+        branch_ratings=_branch_ratings(t, tn_branch_names(tn_source)),
     )
     load_level = top.str_("load_level", "day", NORMALISE)
 
@@ -359,7 +372,9 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
         if other is not None:
             free = [b for b in load_buses if all(a.tn_bus != b for a in adns)]
             raise r.error("tn_bus", tn_bus, f"already hosts ADN {other.name!r}", ", ".join(map(str, free)))
-        placement = r.str_("placement", choices=tuple(placements))
+        network = _network(r, base_dir)
+        placement = r.str_("placement", choices=(*placements, AUTO))
+        auto = _auto_rule(r, adn_name, network, placement, placements)
         vmin = r.float_("vmin", None, lo=0.5, hi=1.0)
         vmax = r.float_("vmax", None, lo=1.0, hi=1.5)
         adns.append(
@@ -375,6 +390,8 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
                 load_scale=_positive(r, "load_scale"),
                 pv_scale=r.float_("pv_scale", 1.0, lo=0.0),
                 bess=_bess_sizing(r),
+                network=network,
+                auto=auto,
             )
         )
 
@@ -405,6 +422,77 @@ def parse_scenario(data: Any, source: str = "<dict>", base_dir: str | Path | Non
         sections=MappingProxyType(sections),
         source=source,
     )
+
+
+def _resolve(base_dir: str | Path | None, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() or base_dir is None else Path(base_dir) / path
+
+
+def _network(r: _Reader, base_dir: str | Path | None) -> NetSource:
+    """``adns[k].network``: ``{case: NAME}`` (default case33bw), ``{file: PATH}`` or ``{simbench: CODE}``."""
+    from coordinator.grids.adn import adn_static
+
+    raw = r.get("network", {"case": "case33bw"})
+    allowed = "{case: case33bw}, {file: PATH.json}, {simbench: CODE} (e.g. 1-MV-rural--0-sw)"
+    if not isinstance(raw, Mapping) or len(raw) != 1 or next(iter(raw)) not in _NETWORK_KINDS:
+        raise r.error("network", raw, "must be a mapping with exactly one of case, file, simbench", allowed)
+    kind, value = next(iter(raw.items()))
+    if not isinstance(value, str) or not value:
+        raise ScenarioError(r.source, f"{r.sub('network')}.{kind}", value, "must be a non-empty string", allowed)
+    if kind == "file":
+        if Path(value).suffix.lower() != ".json":
+            raise ScenarioError(r.source, f"{r.sub('network')}.file", value, "an ADN file must be pandapower JSON",
+                                "a .json file written by pandapower.to_json")
+        value = str(_resolve(base_dir, value))
+    src = NetSource(kind, value)
+    try:
+        adn_static(src)
+    except ValueError as exc:
+        raise ScenarioError(r.source, f"{r.sub('network')}.{kind}", raw[kind], f"not usable as ADN ({exc})",
+                            allowed) from None
+    return src
+
+
+def _auto_rule(r: _Reader, name: str, network: NetSource, placement: str, placements: Mapping) -> AutoRule | None:
+    """The ``auto`` keys (``pv_share``, ``prosumers``, ``bess``), checked by building the placement once."""
+    from coordinator.grids.adn import adn_static
+    from coordinator.grids.feeder import placement_problems
+    from coordinator.grids.placement import auto_placement
+
+    given = [k for k in _AUTO_FIELDS if k in r.data]
+    rules = [k for k in _BESS_FIELDS if isinstance(r.data.get("bess"), Mapping) and k in r.data["bess"]]
+    if placement != AUTO:
+        if given:
+            raise r.error(given[0], r.data[given[0]], f"only used with placement: {AUTO}")
+        if rules:
+            raise r.error(f"bess.{rules[0]}", r.data["bess"][rules[0]], f"only used with placement: {AUTO}",
+                          f"bess.p_scale, bess.e_scale (scale factors), or placement: {AUTO}")
+        bad = placement_problems(placements[placement], network)
+        if bad:
+            n = len(adn_static(network).buses)
+            raise r.error("placement", placement, f"uses buses {bad} that are not non-root buses of "
+                          f"{network.label}", f"buses 1..{n - 1}, or placement: {AUTO}")
+        return None
+    bess = BessRule()
+    if "bess" in r.data:
+        b = _Reader(r.source, r.sub("bess"), r.data["bess"], (*_BESS_FIELDS, *_BESS_SCALES))
+        for one, other in (("p_mw", "p_share"), ("e_mwh", "hours")):
+            if one in b.data and other in b.data:
+                raise b.error(other, b.data[other], f"give one of {one} and {other}")
+        kw = {k: b.float_(k, None, lo=0.0) for k in ("p_mw", "p_share", "e_mwh", "hours")}
+        kw |= {k: b.float_(k, getattr(bess, k), lo=0.0, hi=1.0) for k in ("eta", "soc_min", "soc_max", "soc0")}
+        if kw["eta"] <= 0:
+            raise b.error("eta", kw["eta"], "must be positive", "0 < eta <= 1")
+        if not kw["soc_min"] <= kw["soc0"] <= kw["soc_max"]:
+            raise b.error("soc0", kw["soc0"], "need soc_min <= soc0 <= soc_max")
+        bess = BessRule(count=b.int_("count", 3, lo=0), **kw)
+    rule = AutoRule(pv_share=r.float_("pv_share", None, lo=0.0), prosumers=r.int_("prosumers", 8, lo=1), bess=bess)
+    try:
+        auto_placement(name, adn_static(network), rule)
+    except ValueError as exc:
+        raise r.error("placement", placement, str(exc)) from None
+    return rule
 
 
 def scenario_names() -> list[str]:
@@ -472,7 +560,9 @@ def build_case(
     step_minutes: int | None = None,
 ) -> Case:
     """Assemble the :class:`Case` of a scenario; the arguments override the horizon (e.g. one receding-horizon step)."""
-    from coordinator.networks import distribution_network, load_placements, transmission_network
+    from coordinator.grids.adn import adn_static
+    from coordinator.grids.series import simbench_series
+    from coordinator.networks import auto_placement, distribution_network, load_placements, transmission_network
     from coordinator.prices import reference_marginal_cost, relative_prices
     from coordinator.profiles import day_profiles, periods_in_year
     from coordinator.scaling import scale_adn, scale_tn
@@ -502,14 +592,20 @@ def build_case(
     }
 
     tn_prof = day_profiles(load_profile=config.tn.load_profile, **horizon)
-    tn = transmission_network(tn_prof.load, case=config.tn.case)
+    tn = transmission_network(tn_prof.load, case=config.tn.source)
     tn = scale_tn(tn, config.tn.load_scale, config.tn.rating_scale, config.tn.branch_ratings)
     placements = load_placements(config.placement_file)
     adns = []
     for a in config.adns:
         prof = day_profiles(load_profile=a.load_profile, pv_profile=a.pv_profile, **horizon)
+        if a.placement == AUTO:
+            placement = auto_placement(a.name, adn_static(a.network), a.auto or AutoRule())
+        else:
+            placement = placements[a.placement]
+        series = simbench_series(a.network.value, **horizon) if a.network.kind == "simbench" else None
         adn = distribution_network(
-            a.name, a.tn_bus, placements[a.placement], prof, vmin=a.vmin, vmax=a.vmax, pcc_limit=a.pcc_limit
+            a.name, a.tn_bus, placement, prof, vmin=a.vmin, vmax=a.vmax, pcc_limit=a.pcc_limit,
+            source=a.network, series=series,
         )
         adns.append(scale_adn(adn, a.load_scale, a.pv_scale, a.bess))
 

@@ -249,7 +249,8 @@ def _from_hdf5(path: Path, label: str | None) -> Run:
     adns = []
     for name in sorted({k.split("/")[2] for k in data if k.startswith("/DSO/")}):
         cfg = hosts.get(name, {})
-        place = placements.get(cfg.get("placement", name))
+        key = cfg.get("placement", name)
+        place = _auto_placement(name, cfg) if key == "auto" else placements.get(key)
         adns.append(AdnSeries(
             name=name, tn_bus=int(cfg.get("tn_bus", -1)), pcc_mw=get(f"/ADNGrid/{name}/pcc_p_mw"),
             load_mw=get(f"/DSO/{name}/load_mw"), pv_available_mw=get(f"/DSO/{name}/pv_available_mw"),
@@ -306,6 +307,18 @@ def _steps_of(path: Path, key: str, values: np.ndarray, steps: int) -> np.ndarra
         rows = 0 if out.ndim == 0 else out.shape[0]
         raise ResultsFileError(path, f"has {rows} rows; allowed: {steps} (one per step of /time)", key)
     return out
+
+
+def _auto_placement(name: str, adn: dict):
+    """The DER that ``placement: auto`` gave this ADN, rebuilt from the scenario record (None if the grid is gone)."""
+    from coordinator.grids.adn import adn_static
+    from coordinator.grids.placement import auto_placement, rule_from_record
+
+    try:
+        return auto_placement(name, adn_static(tuple(adn.get("network") or ("case", "case33bw"))),
+                              rule_from_record(adn.get("auto")))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _placements(loader, scenario: dict) -> dict:

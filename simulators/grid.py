@@ -29,10 +29,10 @@ from typing import Any
 import mosaik_api_v3
 import numpy as np
 import pandapower as pp
-import pandapower.networks as pn
 from loguru import logger
 
 from coordinator.case import Case, DistributionNetwork, TransmissionNetwork
+from coordinator.grids import adn_source_net, tn_source_net
 
 NAN = float("nan")
 ADN_INPUTS = ["p_withdrawal_mw", "q_withdrawal_mvar"]
@@ -102,20 +102,22 @@ class _AdnGrid:
 class PhysicalGrid:
     """AC model of 1 TN + N ADNs (see module docstring for the coupling); pure Python, no mosaik inside.
 
-    ``tn_factory`` defaults to ``pandapower.networks.<case.tn.case>`` (e.g. ``case30``); ``adn_factory`` to
-    ``case33bw``; each factory is called once per process and its net deep-copied (loading pandapower's JSON cases
-    costs ~0.5 s). ADN bus positions in ``adn.buses`` map to the factory net's buses in index order. Before any input,
+    Without factories each net comes from its grid source (``case.tn.source``, ``adn.source``) through
+    :func:`coordinator.grids.source_net` (read once per process, then copied); a factory, if given, is called once
+    per process and its net deep-copied (loading pandapower's JSON cases costs ~0.5 s). ADN bus positions in
+    ``adn.buses`` map to the net's buses in index order. Before any input,
     ADN withdrawals are the case's period-0 loads, the load scale is ``case.tn.load_scale[0]`` and generators keep
     the setpoints of the shipped net.
     """
 
     def __init__(self, case: Case, tn_factory: NetFactory | None = None, adn_factory: NetFactory | None = None) -> None:
         self.case = case
-        adn_factory = adn_factory or pn.case33bw
-        self._adns = {a.name: self._build_adn(a, _fresh(adn_factory)) for a in case.adns}
-        self.tn_net = self._build_tn(case.tn, tn_factory or _case_factory(case.tn.case))
-        self._gen_rows = {f"gen{i}": i for i in self.tn_net.gen.index}
-        unknown = [g.name for g in case.tn.gens if g.name != "ext_grid" and g.name not in self._gen_rows]
+        self._adns = {a.name: self._build_adn(a, _fresh(adn_factory) if adn_factory else adn_source_net(a.source))
+                      for a in case.adns}
+        self.tn_net = self._build_tn(case.tn, tn_factory)
+        self._gen_rows = {f"gen{i}": ("gen", i) for i in self.tn_net.gen.index}
+        self._gen_rows |= {f"sgen{i}": ("sgen", i) for i in self.tn_net.sgen.index}
+        unknown = [g.name for g in case.tn.gens if not g.name.startswith("ext_grid") and g.name not in self._gen_rows]
         if unknown:
             raise ValueError(f"case generators {unknown} are not in the TN net (known: {sorted(self._gen_rows)})")
         self.load_scale = float(case.tn.load_scale[0]) if len(case.tn.load_scale) else 1.0
@@ -142,8 +144,8 @@ class PhysicalGrid:
         grid.result = _nan_result(ADN_OUTPUTS)
         return grid
 
-    def _build_tn(self, tn: TransmissionNetwork, factory: NetFactory) -> pp.pandapowerNet:
-        net = _fresh(factory)
+    def _build_tn(self, tn: TransmissionNetwork, factory: NetFactory | None) -> pp.pandapowerNet:
+        net = _fresh(factory) if factory is not None else tn_source_net(_tn_source(tn))
         p0 = net.load.groupby("bus").p_mw.sum()
         q0 = net.load.groupby("bus").q_mvar.sum()
         shunts = net.shunt[net.shunt.in_service.astype(bool)]
@@ -188,13 +190,14 @@ class PhysicalGrid:
             setattr(grid, attr, arr.copy())
 
     def set_dispatch(self, gen_mw: Mapping[str, float]) -> None:
-        """Generator active power setpoints ``{"gen<idx>": MW}``; ``ext_grid`` is the slack and is ignored."""
+        """Generator active power setpoints ``{"gen<idx>": MW, "sgen<idx>": MW}``; ext_grids are slacks, ignored."""
         for name, value in gen_mw.items():
-            if name == "ext_grid":
+            if name.startswith("ext_grid"):
                 continue
             if name not in self._gen_rows:
                 raise KeyError(f"unknown TN generator {name!r}; known: {sorted(self._gen_rows)} and 'ext_grid'")
-            self.tn_net.gen.at[self._gen_rows[name], "p_mw"] = float(value)
+            table, row = self._gen_rows[name]
+            self.tn_net[table].at[row, "p_mw"] = float(value)
 
     def set_load_scale(self, scale: float) -> None:
         self.load_scale = float(scale)
@@ -271,11 +274,8 @@ def _fresh(factory: NetFactory) -> pp.pandapowerNet:
     return copy.deepcopy(_template(factory))
 
 
-def _case_factory(name: str) -> NetFactory:
-    factory = getattr(pn, name, None)
-    if not callable(factory):
-        raise ValueError(f"case.tn.case={name!r} is not a pandapower.networks function; pass tn_factory")
-    return factory
+def _tn_source(tn: TransmissionNetwork) -> tuple[str, str]:
+    return tn.source if tn.source is not None else ("case", tn.case)
 
 
 def _one_load_row(net: pp.pandapowerNet, bus: int, name: str) -> int:
