@@ -602,7 +602,9 @@ def build_case(
             placement = auto_placement(a.name, adn_static(a.network), a.auto or AutoRule())
         else:
             placement = placements[a.placement]
-        series = simbench_series(a.network.value, **horizon) if a.network.kind == "simbench" else None
+        # simbench grids carry absolute series (MW): the load level does not apply to them
+        series = (simbench_series(a.network.value, **{k: v for k, v in horizon.items() if k != "normalise"})
+                  if a.network.kind == "simbench" else None)
         adn = distribution_network(
             a.name, a.tn_bus, placement, prof, vmin=a.vmin, vmax=a.vmax, pcc_limit=a.pcc_limit,
             source=a.network, series=series,
