@@ -156,7 +156,7 @@ def _gen_key(name: str) -> str:
 
 
 def kpis(result: dict, case: Case) -> dict:
-    """DESIGN §7 totals over all ADNs and periods (per-ADN values in ``result['adns'][k]['kpis']``)."""
+    """KPI totals over all ADNs and periods (docs/formulation.md, "KPIs"; per ADN in ``result['adns'][k]['kpis']``)."""
     dt = case.step_hours
     per_adn = []
     for adn_res, adn in zip(result["adns"], case.adns, strict=True):
@@ -189,7 +189,7 @@ def kpis(result: dict, case: Case) -> dict:
 
 
 def self_consumption(pv_mwh: float, export_mwh: float) -> float:
-    """PV energy used inside the ADN (PV minus what left at the PCC) / PV energy (DESIGN §7)."""
+    """PV energy used inside the ADN (PV minus what left at the PCC) / PV energy (docs/formulation.md, "KPIs")."""
     return _ratio(pv_mwh - min(export_mwh, pv_mwh), pv_mwh)
 
 
