@@ -70,7 +70,7 @@ def tariff_payment(m: pyo.Block, t: int):
 
 
 def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.ConcreteModel:
-    """Single-level MISOCP of the DSO-led bilevel problem (DESIGN §4)."""
+    """Single-level MISOCP of the DSO-led bilevel problem (docs/formulation.md, "The single-level model")."""
     case.validate()
     if case.price_mode not in PRICE_MODES:
         raise ValueError(f"price_mode {case.price_mode!r} is not one of {PRICE_MODES}")

@@ -49,7 +49,7 @@ def cycles(throughput_mwh: float, capacity_mwh: float) -> float:
 
 
 def self_consumption(pv_mwh: float, export_mwh: float) -> float:
-    """PV energy used inside the ADN (PV minus what left at the PCC) / PV energy."""
+    """PV energy used inside the ADN (PV minus what left at the PCC) / PV energy (docs/formulation.md, "KPIs")."""
     return _ratio(pv_mwh - min(export_mwh, pv_mwh), pv_mwh)
 
 

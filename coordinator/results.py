@@ -157,7 +157,8 @@ def _gen_key(name: str) -> str:
 
 
 def kpis(result: dict, case: Case) -> dict:
-    """Totals over all ADNs and periods (``coordinator.kpis``); per-ADN values go to ``result['adns'][k]['kpis']``."""
+    """KPI totals over all ADNs and periods (``coordinator.kpis``; definitions in docs/formulation.md, "KPIs");
+    per ADN in ``result['adns'][k]['kpis']``."""
     per_adn = []
     for adn_res, adn in zip(result["adns"], case.adns, strict=True):
         k = energy_kpis(case.step_hours, adn_res["pcc_mw"], adn_res["load_mw"], adn_res["pv_available_mw"],

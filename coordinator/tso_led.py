@@ -1,4 +1,4 @@
-"""The conventional TSO-led (top-down) baseline of DESIGN §4.5, in two stages.
+"""The conventional TSO-led (top-down) baseline (docs/formulation.md, "TSO-led baseline"), in two stages.
 
 Stage 1, the TSO leads: a convex SOCP over the TN DC-OPF (primal) and every ADN (DistFlow, DER, PCC) that
 minimises the TN generation cost. The DSO binaries (BESS charge/discharge, prosumer buy/sell, PCC import/export,

@@ -1,4 +1,4 @@
-"""``tsodso report`` and ``tsodso compare``: the KPIs of DESIGN §7 as tables, JSON and PNG plots.
+"""``tsodso report`` and ``tsodso compare``: the KPIs of docs/formulation.md ("KPIs") as tables, JSON and PNG plots.
 
 KPIs are computed here from the time series of a ``Run`` (``scenarios.results_io``), the same way for a plan
 (JSON) and a co-simulation (HDF5), so two files of different kinds can be compared. For JSON they equal the

@@ -203,7 +203,7 @@ def start_time(cfg: ScenarioConfig) -> _dt.datetime:
 # --- the world -----------------------------------------------------------------------------------------------------
 class _ErrorSink:
     """Collects ERROR records of the mosaik logger: mosaik only logs a subprocess or remote failure
-    (MOSAIK-NOTES item 1), so the runner checks this after ``world.run``."""
+    (``world.run`` returns normally; docs/cosimulation.md), so the runner checks this after ``world.run``."""
 
     def __init__(self) -> None:
         self.messages: list[str] = []

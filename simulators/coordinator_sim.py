@@ -2,7 +2,7 @@
 
 Entities: one ``Coordinator_hub`` (receives every agent's ``offer`` and the TSO's ``tn_offer``, outputs per-step solve
 statistics), one ``ADNPlan_<adn>`` per DSO agent and one ``TNPlan_tn`` for the TSO. One setpoint entity per agent
-because mosaik sends one output attribute unchanged to every destination (MOSAIK-NOTES item 5). The setpoints go
+because mosaik sends one output attribute unchanged to every destination (docs/cosimulation.md). The setpoints go
 back over weak edges inside the agents' group: a same-time loop.
 
 Each step: the case of the horizon (``build_case(..., periods=H, start_hour=now)``) with the agents' forecasts and

@@ -1,10 +1,10 @@
 """DSO agents: one mosaik simulator, one ``DSOAgent`` entity per ADN.
 
-One simulator hosts every agent because many simulators cost far more than many entities (MOSAIK-NOTES item 2).
+One simulator hosts every agent because many simulators cost far more than many entities (docs/cosimulation.md).
 Profiles live here too, not in a separate profiles simulator: the agent owns its ADN's loads and PV, so it is the
 natural owner of their actuals and forecasts, and one fewer simulator means one fewer data hop per step.
 
-Each step is a same-time loop with the coordinator (MOSAIK-NOTES "A coupling that works"):
+Each step is a same-time loop with the coordinator over weak edges in one group (docs/cosimulation.md, "One step"):
 
 1. regular step at ``t`` (self-scheduled): emit ``offer`` = forecasts for the horizon, measured SoC, P2P position;
    return ``t + step``.

@@ -1,7 +1,7 @@
 """HDF5 run recorder: an event-based mosaik simulator on plain h5py.
 
 Why not mosaik-hdf5: it needs a value from every connection at t=0, fixes dtypes from the first value, writes nothing
-if the run ends early and asserts on steps without input (see MOSAIK-NOTES). This recorder instead creates datasets
+if the run ends early and asserts on steps without input (docs/cosimulation.md). This recorder instead creates datasets
 lazily, keeps every dataset aligned to one time axis, and flushes after every step so that a crashed run still leaves
 a readable file with everything recorded before the crash. The layout is documented in ``docs/results-schema.md``.
 """

@@ -1,4 +1,4 @@
-"""Correctness of the DSO-led MISOCP against independent references (DESIGN §4 and §6).
+"""Correctness of the DSO-led MISOCP against independent references (docs/formulation.md, "What correct means").
 
 Every check compares the coordinator's answer with something it did not compute itself: pandapower's ``rundcopp``
 and ``runpp`` on nets built here from the raw case data, a brute-force enumeration of the binaries solved with
@@ -131,7 +131,7 @@ def run_adn_ac(adn, p: np.ndarray, q: np.ndarray) -> pp.pandapowerNet:
 
 
 def recomputed_objective(m: pyo.ConcreteModel, case: Case) -> float:
-    """The leader objective of DESIGN §4.1 evaluated from solution values, with the energy payment written directly.
+    """The leader objective (docs/formulation.md) from solution values, with the energy payment written directly.
 
     In ``lmp`` mode the payment is the bilinear ``sum_a LMP_pi(a) * W_a`` (W = physical PCC withdrawal, the
     quantity the TN balance carries; see ``coordinator/blocks/pcc.py``), not the strong-duality substitute.
@@ -221,7 +221,7 @@ def test_follower_matches_rundcopp_on_case30_with_fixed_pcc() -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# 2. strong duality identity (DESIGN §4.4) and the payment in the objective
+# 2. strong duality identity (docs/formulation.md, "Strong-duality payment") and the payment in the objective
 
 
 STRONG_DUALITY_CASES = [dict(periods=2, n_adns=2, fmax=40.0), dict(periods=4, n_adns=1, fmax=60.0),

@@ -1,4 +1,4 @@
-"""TSO-led baseline (DESIGN §4.5): stage 1 is a true TSO optimum, stage 2 keeps the binaries, simultaneity is real."""
+"""TSO-led baseline (docs/formulation.md): stage 1 is the TSO optimum, stage 2 keeps binaries, simultaneity is real."""
 
 from __future__ import annotations
 

@@ -121,7 +121,7 @@ def soc_gap(b: pyo.Block, t: int | None = None) -> float:
     """Largest relative cone slack (v*l - P^2 - Q^2) / max(v*l, SOC_GAP_FLOOR), in period t or all; 0 = exact.
 
     The floor keeps branches carrying a few kVA (slack 1e-9 at interior-point accuracy) from reading as inexact;
-    a relaxation that really absorbs power in fictitious losses shows values near 1 (DESIGN §6).
+    a relaxation that really absorbs power in fictitious losses shows values near 1 (docs/formulation.md, checks).
     """
     worst = 0.0
     for cone in b.cones:

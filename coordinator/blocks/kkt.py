@@ -59,7 +59,7 @@ def add_kkt(b: pyo.Block, qp: FollowerQP, periods: range, rhs_eq: RhsEq, strateg
 
 
 def follower_payment(b: pyo.Block, qp: FollowerQP, t: int, demand: Callable[[int], object]) -> object:
-    """Exact value of ``sum_n lam_n * W_n`` at a KKT point, by strong duality (DESIGN §4.4).
+    """Exact value of ``sum_n lam_n * W_n`` at a KKT point, by strong duality (docs/formulation.md, strong duality).
 
     ``lam' b_eq = x'Qx + c'x + mu' b_in``; subtracting ``sum_n lam_n D_n`` (D is data) leaves the leaders'
     payment without the bilinear term: convex quadratic in x, linear in the duals.
