@@ -11,6 +11,7 @@ while a step is being written waits until that step is flushed, so the file alwa
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 import time as _time
@@ -29,6 +30,11 @@ class RunStopped(KeyboardInterrupt):
         self.message, self.exit_code = message, exit_code
 
 
+def _drop_stop_reports(record: logging.LogRecord) -> bool:
+    """Pyomo logs an error when a stop cuts a model construction; the run reports the stop once, itself."""
+    return "RunStopped" not in record.getMessage()
+
+
 class RunGuard:
     """Signal handlers + step watchdog for the duration of one ``world.run`` (use as a context manager).
 
@@ -41,6 +47,7 @@ class RunGuard:
         self.poll_s = poll_s
         self.stop: RunStopped | None = None  # the first reason to stop; later ones are ignored
         self._critical = 0
+        self._raised = False
         self._old: dict[int, Any] = {}
         self._world: Any = None
         self._done = threading.Event()
@@ -50,7 +57,7 @@ class RunGuard:
     def watch(self, world: Any) -> None:
         """Start the step watchdog on a mosaik ``World`` (after set-up, before ``world.run``)."""
         self._world = world
-        if self.limits and self._thread is None:
+        if self.limits and self._old and self._thread is None:  # the watchdog stops the run through SIGINT
             self._thread = threading.Thread(target=self._watchdog, name="tsodso-step-watchdog", daemon=True)
             self._thread.start()
 
@@ -58,6 +65,8 @@ class RunGuard:
         if threading.current_thread() is threading.main_thread():
             for sig in EXIT_CODES:
                 self._old[sig] = signal.signal(sig, self._on_signal)
+        for handler in logging.getLogger("pyomo").handlers:
+            handler.addFilter(_drop_stop_reports)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -65,6 +74,8 @@ class RunGuard:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old.clear()
+        for handler in logging.getLogger("pyomo").handlers:
+            handler.removeFilter(_drop_stop_reports)
 
     # --- stopping --------------------------------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -72,6 +83,12 @@ class RunGuard:
             name = signal.Signals(signum).name
             self.stop = RunStopped(f"interrupted by {name}", EXIT_CODES.get(signum, 1))
         if self._critical == 0:
+            self._raise()
+
+    def _raise(self) -> None:
+        """Raise the stop once; a second signal while the world shuts down is ignored (shut-down is short)."""
+        if self.stop is not None and not self._raised:
+            self._raised = True
             raise self.stop
 
     @contextlib.contextmanager
@@ -82,8 +99,8 @@ class RunGuard:
             yield
         finally:
             self._critical -= 1
-        if self._critical == 0 and self.stop is not None:
-            raise self.stop
+        if self._critical == 0:
+            self._raise()
 
     def _watchdog(self) -> None:
         started: dict[str, tuple[Any, float]] = {}  # sid -> (step time, wall clock when first seen in it)
@@ -106,7 +123,16 @@ class RunGuard:
                                            f"(step at mosaik time {step})", EXIT_TIMEOUT)
                     # a real signal: it also wakes a main thread blocked in select() on a silent plugin
                     signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                    _kill_process(sim)  # a stuck subprocess would also block mosaik's shut-down
                     return
+
+
+def _kill_process(sim: Any) -> None:
+    """Kill the subprocess behind a mosaik ``cmd`` simulator, if it is one."""
+    process = getattr(getattr(sim, "_proxy", None), "_process", None)
+    if process:
+        with contextlib.suppress(OSError):
+            process[0].kill()
 
 
 __all__ = ["EXIT_CODES", "RunGuard", "RunStopped"]

@@ -340,6 +340,8 @@ def run_scenario(cfg: ScenarioConfig, settings: RunSettings | None = None, resum
                 raise
             except Exception as exc:
                 _cancel_pending(world, cancel=True)
+                if guard.stop is not None:  # a killed stuck plugin may surface as a mosaik error first
+                    raise guard.stop from None
                 cause = exc.__cause__ if isinstance(exc.__cause__, ResultsWriteError) else exc
                 if isinstance(cause, ResultsWriteError):
                     raise RunFailed(str(cause)) from None
@@ -385,8 +387,8 @@ def _cancel_pending(world: mosaik.World, cancel: bool = False) -> None:
     destroyed but it is pending") when they are collected. The run has already failed with a clear message, so
     drop those reports; anything else still goes to the default handler.
 
-    ``cancel``: also cancel the scheduler's tasks (not the remote connections' readers, which mosaik's shutdown
-    needs), so that nothing steps again while the world shuts down after a stop."""
+    ``cancel``: also cancel the scheduler's simulator tasks (only those: the connections' reader tasks are needed
+    by mosaik's shut-down), so that nothing steps again while the world shuts down after a stop."""
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if "was destroyed but it is pending" not in str(context.get("message", "")):
@@ -394,8 +396,7 @@ def _cancel_pending(world: mosaik.World, cancel: bool = False) -> None:
 
     world.loop.set_exception_handler(handler)
     if cancel and not world.loop.is_closed():
-        tasks = [t for t in asyncio.all_tasks(world.loop)
-                 if not t.done() and not t.get_name().startswith("handle remote requests")]
+        tasks = [t for t in asyncio.all_tasks(world.loop) if not t.done() and t.get_name().startswith("Runner for")]
         for task in tasks:
             task.cancel()
         if tasks:

@@ -103,7 +103,8 @@ class RunFile:
         times are shifted by ``time_offset`` (mosaik restarts at 0)."""
         self.path = str(path)
         self.time_offset = int(time_offset)
-        self._h5 = h5py.File(self.path, "a" if append else "w")
+        # no HDF5 file lock: a reader (a test, a user watching the run) may open the file while it grows
+        self._h5 = h5py.File(self.path, "a" if append else "w", locking=False)
         self._datasets: list[h5py.Dataset] = []
         self._owners: dict[tuple[str, str], str] = {}  # (type, name) -> full id, to detect collisions
         self._groups: dict[str, h5py.Group] = {}  # full id -> entity group
