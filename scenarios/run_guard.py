@@ -105,10 +105,9 @@ class RunGuard:
     def _watchdog(self) -> None:
         started: dict[str, tuple[Any, float]] = {}  # sid -> (step time, wall clock when first seen in it)
         while not self._done.wait(self.poll_s):
-            try:
-                sims = dict(self._world._async_world.sims)
-            except Exception:  # noqa: BLE001 - the world is being torn down
-                continue
+            # the runners mosaik compiled for world.run (read-only here; the public accessor is deprecated and
+            # compiles, which must not happen from this thread)
+            sims = dict(getattr(self._world._async_world, "_sims_cache", None) or {})
             now = _time.monotonic()
             for sid, sim in sims.items():
                 limit = self.limits.get(str(sid).rsplit("-", 1)[0])
