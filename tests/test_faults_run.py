@@ -336,7 +336,7 @@ def test_resume_after_sigkill_gives_the_same_datasets(tmp_path) -> None:
     resumed = subprocess.run([sys.executable, "-c", CLI, "run", "--resume", str(partial), "--no-progress"],
                              cwd=tmp_path, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert "resuming at step" in resumed.stdout and not partial.exists()
+    assert "resuming at step" in resumed.stdout + resumed.stderr and not partial.exists()
     a, b = read_run(full), read_run(out)
     assert sorted(a) == sorted(b)
     compared = 0
