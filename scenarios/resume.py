@@ -111,7 +111,7 @@ def read_resume(path: Path) -> ResumeState:
     """Read the run settings and the last complete step's state of a partial file; errors name the file."""
     path = partial_file(Path(path))
     try:
-        with h5py.File(path, "r") as h5:
+        with h5py.File(path, "r", locking=False) as h5:
             attrs = dict(h5.attrs)
             n = int(attrs.get(ROWS_COMPLETE, h5[TIME].shape[0]))
             state = ResumeState(path, n, json.loads(attrs["run"]), str(attrs["scenario"]),

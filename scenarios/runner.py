@@ -374,7 +374,7 @@ def _kept(plan: RunPlan) -> str:
     if not plan.partial.exists():
         return " (no step was recorded)"
     try:
-        with h5py.File(plan.partial, "r") as h5:
+        with h5py.File(plan.partial, "r", locking=False) as h5:
             rows = int(h5.attrs.get(ROWS_COMPLETE, h5[TIME].shape[0]))
     except Exception as exc:  # noqa: BLE001 - only for a message
         return f" (the partial results file {plan.partial} cannot be read: {exc})"

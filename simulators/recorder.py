@@ -402,7 +402,7 @@ def read_run(path: str) -> dict[str, np.ndarray]:
             data = view[()] if rows is None or not node.shape else view[:rows]
             out["/" + name] = np.asarray(data)
 
-    with h5py.File(path, "r") as h5:
+    with h5py.File(path, "r", locking=False) as h5:
         if ROWS_COMPLETE in h5.attrs:
             rows = int(h5.attrs[ROWS_COMPLETE])
         h5.visititems(visit)
@@ -411,7 +411,7 @@ def read_run(path: str) -> dict[str, np.ndarray]:
 
 def read_attrs(path: str, node: str = "/") -> dict[str, Any]:
     """Attributes of one node (root by default) as plain Python values."""
-    with h5py.File(path, "r") as h5:
+    with h5py.File(path, "r", locking=False) as h5:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5[node].attrs.items()}
 
 
