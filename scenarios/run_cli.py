@@ -128,6 +128,11 @@ def _run(args: argparse.Namespace) -> int:
             console.print(f"[red]run stopped:[/] {exc.message}")
             return exc.exit_code
     print_run_summary(result)
+    steps, fallbacks = result.summary["steps"], result.summary["fallback_steps"]
+    if steps and fallbacks == steps:  # finished, but nothing was ever planned: not a success
+        console.print(f"[red]run failed:[/] every one of the {steps} steps fell back (no plan was solved; statuses "
+                      f"{result.summary['statuses']}); the results are in {result.path}")
+        return 1
     return 0
 
 

@@ -48,6 +48,7 @@ class RunGuard:
         self.stop: RunStopped | None = None  # the first reason to stop; later ones are ignored
         self._critical = 0
         self._raised = False
+        self.handled = False  # set by the runner once the stop has reached it
         self._old: dict[int, Any] = {}
         self._world: Any = None
         self._done = threading.Event()
@@ -83,12 +84,18 @@ class RunGuard:
             name = signal.Signals(signum).name
             self.stop = RunStopped(f"interrupted by {name}", EXIT_CODES.get(signum, 1))
         if self._critical == 0:
-            self._raise()
+            self.checkpoint()
 
     def _raise(self) -> None:
-        """Raise the stop once; a second signal while the world shuts down is ignored (shut-down is short)."""
+        """Raise the stop once from a signal; a second signal while the world shuts down is ignored (shut-down is
+        short). The end of every recorded step raises it again until the runner has caught it (``handled``): a
+        signal handler may run where Python swallows exceptions (a ``__del__``, a GC callback)."""
         if self.stop is not None and not self._raised:
             self._raised = True
+            raise self.stop
+
+    def checkpoint(self) -> None:
+        if self.stop is not None and not self.handled:
             raise self.stop
 
     @contextlib.contextmanager
@@ -100,7 +107,7 @@ class RunGuard:
         finally:
             self._critical -= 1
         if self._critical == 0:
-            self._raise()
+            self.checkpoint()
 
     def _watchdog(self) -> None:
         started: dict[str, tuple[Any, float]] = {}  # sid -> (step time, wall clock when first seen in it)

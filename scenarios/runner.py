@@ -331,6 +331,7 @@ def run_scenario(cfg: ScenarioConfig, settings: RunSettings | None = None, resum
                 guard.watch(world)
                 world.run(until=(plan.steps - first) * plan.step_seconds, print_progress=False)
             except RunStopped as stop:
+                guard.handled = True
                 _cancel_pending(world, cancel=True)
                 raise (guard.stop or stop) from None
             except ResultsWriteError as exc:
@@ -341,6 +342,7 @@ def run_scenario(cfg: ScenarioConfig, settings: RunSettings | None = None, resum
             except Exception as exc:
                 _cancel_pending(world, cancel=True)
                 if guard.stop is not None:  # a killed stuck plugin may surface as a mosaik error first
+                    guard.handled = True
                     raise guard.stop from None
                 cause = exc.__cause__ if isinstance(exc.__cause__, ResultsWriteError) else exc
                 if isinstance(cause, ResultsWriteError):

@@ -167,7 +167,7 @@ def test_overwrite_replaces_at_the_end(tmp_path) -> None:
 # --- signals -------------------------------------------------------------------------------------------------------
 def stopped_by(sig: signal.Signals, tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path / "sig.h5"
-    proc = start("run", "small_2adn", "--hours", "6", "--horizon", "2", "--output", str(out), "--no-progress",
+    proc = start("run", "small_2adn", "--hours", "24", "--horizon", "2", "--output", str(out), "--no-progress",
                  cwd=tmp_path)
     partial = Path(str(out) + ".partial")
     wait_rows(partial, 1, proc)
@@ -177,13 +177,14 @@ def stopped_by(sig: signal.Signals, tmp_path: Path) -> tuple[subprocess.Complete
 
 
 def check_stopped(result: subprocess.CompletedProcess, partial: Path, name: str, code: int) -> None:
-    assert result.returncode == code, result.stderr[-2000:]
+    assert result.returncode == code, result.stdout[-2000:] + result.stderr[-3000:]
     text = " ".join((result.stdout + result.stderr).split())
     assert f"interrupted by {name}" in text and str(partial) in text
-    assert "Traceback" not in result.stderr
+    # no traceback of ours (Python may report a signal that landed in a __del__ as "Exception ignored")
+    assert "Traceback" not in result.stderr or "Exception ignored" in result.stderr, result.stderr[-3000:]
     data = read_run(partial)  # closed and readable
     n = len(data["/time"])
-    assert 1 <= n < 6 and rows(partial) == n
+    assert 1 <= n < 24 and rows(partial) == n
     assert all(v.shape[0] == n for k, v in data.items() if k != "/time")
     assert np.all(np.isfinite(data["/DSO/adn1/soc_mwh"]))
     assert not partial.with_name("sig.h5").exists()  # never renamed to the finished name
@@ -194,7 +195,6 @@ def test_sigterm_ends_the_run_with_every_completed_step(tmp_path) -> None:
     check_stopped(result, partial, "SIGTERM", 143)
 
 
-@pytest.mark.slow
 def test_sigint_ends_the_run_with_every_completed_step(tmp_path) -> None:
     result, partial = stopped_by(signal.SIGINT, tmp_path)
     check_stopped(result, partial, "SIGINT", 130)
@@ -361,3 +361,16 @@ def test_resume_refuses_what_it_cannot_restore(tmp_path, capsys) -> None:
     assert "no partial run file found" in said(capsys)
     assert main(["run", "--resume", str(tmp_path / "none.h5"), "--hours", "3", "--no-progress"]) == 2
     assert "--hours cannot be given" in said(capsys)
+
+
+def test_a_run_where_every_step_falls_back_is_not_a_success(tmp_path, monkeypatch, capsys) -> None:
+    from simulators import coordinator_sim
+
+    def broken(self, case):
+        raise RuntimeError("solver crashed")
+
+    monkeypatch.setattr(coordinator_sim.SessionPlanner, "plan", broken)
+    out = tmp_path / "fb.h5"
+    assert main(["run", "small_2adn", "--output", str(out), *SHORT]) == 1
+    assert "every one of the 2 steps fell back" in said(capsys)
+    assert list(read_run(out)["/Coordinator/hub/fallback"]) == [2, 2]  # finished: the file has its final name
