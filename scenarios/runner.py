@@ -380,6 +380,8 @@ def _kept(plan: RunPlan) -> str:
             rows = int(h5.attrs.get(ROWS_COMPLETE, h5[TIME].shape[0]))
     except Exception as exc:  # noqa: BLE001 - only for a message
         return f" (the partial results file {plan.partial} cannot be read: {exc})"
+    if rows == 0:
+        return f" (no step was completed; remove {plan.partial} or continue it with tsodso run --resume)"
     return (f" (the {rows} completed steps are in {plan.partial}; continue with tsodso run --resume "
             f"{plan.partial})")
 

@@ -374,3 +374,21 @@ def test_a_run_where_every_step_falls_back_is_not_a_success(tmp_path, monkeypatc
     assert main(["run", "small_2adn", "--output", str(out), *SHORT]) == 1
     assert "every one of the 2 steps fell back" in said(capsys)
     assert list(read_run(out)["/Coordinator/hub/fallback"]) == [2, 2]  # finished: the file has its final name
+
+
+def test_a_coordinator_step_past_its_limit_ends_the_run(tmp_path) -> None:
+    from scenarios.run_guard import RunStopped
+    from scenarios.runner import run_scenario
+
+    class Stuck:
+        def plan(self, case):
+            time.sleep(120)  # model building that never ends, as far as the run can tell
+
+    path = scenario(tmp_path, coordinator={**BASE["coordinator"], "step_timeout_s": 1})
+    out = tmp_path / "c.h5"
+    t0 = time.monotonic()
+    with pytest.raises(RunStopped, match="simulator Coordinator-0 exceeded its wall-clock limit of 1 s") as stop:
+        run_scenario(load_scenario(str(path)), RunSettings(planner=Stuck(), output=out))
+    assert time.monotonic() - t0 < 100  # ended by the limit, not by the sleep
+    assert stop.value.exit_code == 1 and "no step was completed" in stop.value.message
+    assert not out.exists()
