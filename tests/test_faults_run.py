@@ -219,6 +219,8 @@ def test_write_error_ends_the_run_and_keeps_the_steps_before(tmp_path, monkeypat
     data = read_run(partial)
     assert list(data["/time"]) == [0]
     assert all(v.shape[0] == 1 for v in data.values())
+    with h5py.File(partial, "r") as h5:  # rolled back on disk too, not only hidden by rows_complete
+        assert h5["time"].shape == (1,) and h5["DSO/adn1/soc_mwh"].shape[0] == 1
     assert not out.exists()
 
 
