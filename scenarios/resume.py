@@ -24,9 +24,8 @@ import h5py
 import numpy as np
 
 from scenarios.config import STEPS, ScenarioConfig, ScenarioError
+from scenarios.runner import PARTIAL_SUFFIX, config_record
 from simulators.recorder import ROWS_COMPLETE, TIME
-
-PARTIAL_SUFFIX = ".partial"
 
 
 @dataclass
@@ -56,8 +55,6 @@ class ResumeState:
     def check_and_apply(self, cfg: ScenarioConfig, plan: Any, plugins: Sequence[Any], run_case: Any
                         ) -> tuple[Any, int]:
         """Refuse what cannot be resumed exactly; return the run's case shifted to the first step to run."""
-        from scenarios.runner import config_record
-
         where = str(self.path)
         def comparable(record: dict[str, Any]) -> dict[str, Any]:
             return {k: v for k, v in record.items() if k != "source"}  # the same file may be spelt differently
