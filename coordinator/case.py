@@ -7,6 +7,7 @@ Arrays indexed by period have shape (T,) or (T, n).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,21 +143,70 @@ class Case:
     start_hour: float = 0.0
 
     def validate(self) -> None:
-        """Shape checks that catch a mis-built case before a solver sees it."""
+        """Shape and physical-sanity checks that catch a mis-built case before a solver sees it. Messages name the
+        ADN and the device (``adn1.bess[2].eta_c = 1.2``) and what is allowed."""
         t = self.periods
         if self.tn.load_scale.shape != (t,):
             raise ValueError(f"tn.load_scale has shape {self.tn.load_scale.shape}, expected ({t},)")
+        _finite_nonneg("tn.load_scale", self.tn.load_scale)
         for a in self.adns:
             n = len(a.buses)
             for name in ("load_p", "load_q"):
                 arr = getattr(a, name)
                 if arr.shape != (t, n):
                     raise ValueError(f"{a.name}.{name} has shape {arr.shape}, expected ({t}, {n})")
+                _finite(f"{a.name}.{name}", arr)
             if a.pv_avail.shape != (t, len(a.pv_bus)):
                 raise ValueError(f"{a.name}.pv_avail has shape {a.pv_avail.shape}, expected ({t}, {len(a.pv_bus)})")
             if a.tn_bus not in self.tn.buses:
                 raise ValueError(f"{a.name}.tn_bus={a.tn_bus} is not a TN bus")
+            _check_adn_physics(a)
         if self.price_mode == "tariff":
             for name in ("tariff_import", "tariff_export"):
                 if len(getattr(self.prices, name)) != t:
                     raise ValueError(f"prices.{name} needs {t} values for price mode 'tariff'")
+
+
+def _bad(name: str, value: object, allowed: str) -> ValueError:
+    return ValueError(f"{name} = {value!r}: not physical; allowed: {allowed}")
+
+
+def _finite(name: str, arr: np.ndarray) -> None:
+    bad = np.argwhere(~np.isfinite(np.asarray(arr, dtype=float)))
+    if bad.size:
+        index = tuple(int(i) for i in bad[0])
+        raise _bad(f"{name}{list(index)}", float(np.asarray(arr)[index]), "a finite number")
+
+
+def _finite_nonneg(name: str, arr: np.ndarray) -> None:
+    _finite(name, arr)
+    bad = np.argwhere(np.asarray(arr, dtype=float) < 0)
+    if bad.size:
+        index = tuple(int(i) for i in bad[0])
+        raise _bad(f"{name}{list(index)}", float(np.asarray(arr)[index]), ">= 0")
+
+
+def _check_adn_physics(a: DistributionNetwork) -> None:
+    """Efficiencies in (0, 1], capacities >= 0, ordered SoC and voltage bounds, finite numbers."""
+    for j, peak in enumerate(a.pv_peak):
+        if not math.isfinite(peak) or peak < 0:
+            raise _bad(f"{a.name}.pv[{j}].peak_mw (bus {a.pv_bus[j]})", peak, "a finite number >= 0")
+    _finite_nonneg(f"{a.name}.pv_avail", a.pv_avail)
+    for b, bess in enumerate(a.bess):
+        where = f"{a.name}.bess[{b}]"
+        for name in ("eta_c", "eta_d"):
+            eta = getattr(bess, name)
+            if not math.isfinite(eta) or not 0.0 < eta <= 1.0:
+                raise _bad(f"{where}.{name}", eta, "(0, 1]")
+        for name in ("pmax", "emax", "emin", "e0"):
+            value = getattr(bess, name)
+            if not math.isfinite(value) or value < 0:
+                raise _bad(f"{where}.{name}", value, "a finite number >= 0")
+        if not bess.emin <= bess.e0 <= bess.emax:
+            raise _bad(f"{where}.(emin, e0, emax)", (bess.emin, bess.e0, bess.emax), "emin <= e0 <= emax")
+    for name in ("vmin", "vmax", "pcc_limit"):
+        value = getattr(a, name)
+        if not math.isfinite(value) or value < 0:
+            raise _bad(f"{a.name}.{name}", value, "a finite number >= 0")
+    if not a.vmin < a.vmax:
+        raise _bad(f"{a.name}.(vmin, vmax)", (a.vmin, a.vmax), "vmin < vmax")

@@ -634,5 +634,8 @@ def build_case(
         inter_adn_p2p=config.inter_adn_p2p,
         start_hour=start_hour,
     )
-    case.validate()
+    try:
+        case.validate()
+    except ValueError as exc:  # non-physical data reached the case: a user error in the placement or profile data
+        raise ScenarioError(src, "placement_file", config.placement_file or "data/placement.csv", str(exc)) from None
     return case

@@ -7,6 +7,7 @@ any simulator starts. The format is documented in ``docs/plugins.md``.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -17,7 +18,8 @@ from typing import Any
 from scenarios.config import ScenarioConfig, ScenarioError
 
 SIM_KINDS = ("python", "cmd", "connect")
-SIM_FIELDS = (*SIM_KINDS, "params", "cwd", "env", "posix")
+SIM_FIELDS = (*SIM_KINDS, "params", "cwd", "env", "posix", "step_timeout_s")
+DEFAULT_STEP_TIMEOUT_S = 300.0  # wall-clock limit of one plugin step (simulators.<name>.step_timeout_s)
 PLUGIN_FIELDS = ("simulator", "model", "name", "num", "params", "connect", "record")
 CONN_FIELDS = ("to", "from", "attrs", "time_shifted", "initial")
 RESERVED_NAMES = ("DSO", "TSO", "Coordinator", "Grid", "Recorder")
@@ -30,6 +32,7 @@ class SimulatorSpec:
     entry: dict[str, Any]  # mosaik sim_config entry
     params: dict[str, Any]  # init parameters
     path: str  # YAML path, for messages
+    step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S  # wall-clock limit of one step
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,11 @@ def parse_simulators(cfg: ScenarioConfig) -> dict[str, SimulatorSpec]:
         for other in ("cwd", "env", "posix"):
             if other in e and kind != "cmd":
                 raise _err(cfg, f"{path}.{other}", e[other], f"only for cmd simulators, not {kind}")
-        out[name] = SimulatorSpec(name, sim_entry, plain(params), path)
+        timeout = e.get("step_timeout_s", DEFAULT_STEP_TIMEOUT_S)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+                or timeout <= 0:
+            raise _err(cfg, f"{path}.step_timeout_s", timeout, "must be a number of seconds > 0")
+        out[name] = SimulatorSpec(name, sim_entry, plain(params), path, float(timeout))
     return out
 
 

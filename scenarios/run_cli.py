@@ -34,9 +34,12 @@ def add_run_parser(sub: Any) -> None:
     from coordinator.solvers import STRATEGIES
 
     r = sub.add_parser("run", help="the mosaik co-simulation: agents, coordinator every step, AC power flow, HDF5")
-    r.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
-                   help="scenario YAML file or name of a shipped scenario (default: %(default)s)")
+    r.add_argument("scenario", nargs="?", default=None,
+                   help=f"scenario YAML file or name of a shipped scenario (default: {DEFAULT_SCENARIO}; with "
+                   "--resume: the run's own)")
     r.add_argument("--hours", type=_positive(float), help="simulated hours (default: the scenario's periods)")
+    r.add_argument("--days", type=_positive(int), metavar="N",
+                   help="N consecutive days from the scenario's day_of_year and start_hour (instead of --hours)")
     r.add_argument("--step", choices=["1h", "15min"], help="time step (default: the scenario's)")
     r.add_argument("--horizon", type=_positive(float), metavar="HOURS",
                    help="receding horizon in hours (default: coordinator.horizon_hours or 24)")
@@ -49,7 +52,12 @@ def add_run_parser(sub: Any) -> None:
     add_formulation_arguments(r)
     r.add_argument("--scheme", default="dso-led", choices=SCHEMES,
                    help="coordination scheme solved every step (default: %(default)s)")
-    r.add_argument("--output", type=Path, help="HDF5 results file (default: output.path or results/<name>.h5)")
+    r.add_argument("--output", type=Path, help="HDF5 results file (default: output.path or results/<name>.h5); "
+                   "written as <output>.partial and renamed at the successful end")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing results file (at the end)")
+    r.add_argument("--resume", type=Path, metavar="FILE",
+                   help="continue a run that did not end from its last complete step (its .partial file); the "
+                   "scenario and settings are the run's own")
     r.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in CI logs)")
     r.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="messages shown while running (default: %(default)s)")
@@ -67,15 +75,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from scenarios.config import ScenarioError, load_scenario
-    from scenarios.runner import RunFailed, RunSettings, resolve, run_scenario, start_time
+    from scenarios.run_guard import RunStopped
+    from scenarios.runner import RunFailed, resolve, run_scenario, start_time
 
     try:
-        cfg = load_scenario(args.scenario)
-        settings = RunSettings(hours=args.hours, step=args.step, horizon_hours=args.horizon, solver=args.solver,
-                               time_limit=args.time_limit, mip_gap=args.mip_gap, output=args.output,
-                               formulation=formulation_from(args))
+        resume = None
+        if args.resume is not None:
+            cfg, settings, resume, scheme = _resume_setup(args)
+        else:
+            cfg = load_scenario(args.scenario or DEFAULT_SCENARIO)
+            settings = _settings(args)
+            scheme = args.scheme
         plan = resolve(cfg, settings)
-        if args.scheme == "tso-led":
+        if scheme == "tso-led":
             from coordinator.tso_led import TsoLedPlanner
 
             settings.planner = TsoLedPlanner(plan.solve)
@@ -83,8 +95,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     console.print(f"[bold]tsodso run[/] {cfg.name}: {len(cfg.adns)} ADNs, {plan.steps} steps of "
                   f"{plan.step_minutes} min from {start_time(cfg):%Y-%m-%d %H:%M}, horizon {plan.horizon} periods, "
-                  f"scheme {args.scheme}, solver {plan.solve.solver} (limit {plan.solve.time_limit:g} s/step) "
-                  f"-> {plan.output}")
+                  f"scheme {scheme}, solver {plan.solve.solver} (limit {plan.solve.time_limit:g} s/step) "
+                  f"-> {plan.output}" + (f" (resuming at step {resume.first_step + 1})" if resume else ""))
     t0 = start_time(cfg)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
@@ -100,18 +112,52 @@ def _run(args: argparse.Namespace) -> int:
             console.print(f"step {k + 1}/{steps} {info}")
 
     with progress:
-        task = progress.add_task("co-simulation", total=plan.steps, info="setting up...")
+        task = progress.add_task("co-simulation", total=plan.steps, info="setting up...",
+                                 completed=resume.first_step if resume else 0)
         settings.on_step = on_step
         try:
-            result = run_scenario(cfg, settings)
+            result = run_scenario(cfg, settings, resume)
         except ScenarioError as exc:
             raise UsageError(str(exc)) from exc
         except RunFailed as exc:
             progress.stop()
             console.print(f"[red]run failed:[/] {exc}")
             return 1
+        except RunStopped as exc:
+            progress.stop()
+            console.print(f"[red]run stopped:[/] {exc.message}")
+            return exc.exit_code
     print_run_summary(result)
+    steps, fallbacks = result.summary["steps"], result.summary["fallback_steps"]
+    if steps and fallbacks == steps:  # finished, but nothing was ever planned: not a success
+        console.print(f"[red]run failed:[/] every one of the {steps} steps fell back (no plan was solved; statuses "
+                      f"{result.summary['statuses']}); the results are in {result.path}")
+        return 1
     return 0
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from scenarios.runner import RunSettings
+
+    return RunSettings(hours=args.hours, step=args.step, horizon_hours=args.horizon, solver=args.solver,
+                       time_limit=args.time_limit, mip_gap=args.mip_gap, output=args.output, days=args.days,
+                       overwrite=args.overwrite, formulation=formulation_from(args))
+
+
+RESUME_FIXED = ("hours", "days", "step", "horizon", "solver", "time_limit", "mip_gap", "output")
+
+
+def _resume_setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str]:
+    """Scenario, settings and state of the run to resume; settings that would change the run are refused."""
+    from scenarios.config import load_scenario
+    from scenarios.resume import read_resume, scenario_of, settings_of
+
+    given = [f"--{a.replace('_', '-')}" for a in RESUME_FIXED if getattr(args, a, None) is not None]
+    if given:
+        raise UsageError(f"--resume continues a run with its own settings; {', '.join(given)} cannot be given")
+    state = read_resume(args.resume)
+    cfg = load_scenario(args.scenario) if args.scenario else scenario_of(state)
+    return cfg, settings_of(state, overwrite=args.overwrite), state, state.run.get("scheme", "dso-led")
 
 
 def _route_logs(level: str) -> int:

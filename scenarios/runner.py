@@ -10,6 +10,7 @@ import asyncio
 import datetime as _dt
 import json
 import math
+import os
 import resource
 import time as _time
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import mosaik
 import numpy as np
 from loguru import logger
@@ -33,11 +35,13 @@ from scenarios.plugins import (
     parse_simulators,
     plain,
 )
+from scenarios.run_guard import RunGuard, RunStopped
 from simulators import coordinator_sim as coord
 from simulators import dso as dso_sim
 from simulators import grid as grid_sim
 from simulators import tso as tso_sim
 from simulators.dso import ForecastNoise
+from simulators.recorder import ROWS_COMPLETE, TIME, ResultsWriteError
 
 CORE_SIMS: dict[str, dict[str, str]] = {
     "DSO": {"python": "simulators.dso:DSOSim"},
@@ -46,12 +50,15 @@ CORE_SIMS: dict[str, dict[str, str]] = {
     "Grid": {"python": "simulators.grid:GridSim"},
     "Recorder": {"python": "simulators.recorder:Recorder"},
 }
-COORDINATOR_FIELDS = ("horizon_hours", "solver", "time_limit", "mip_gap", "forecast")
+COORDINATOR_FIELDS = ("horizon_hours", "solver", "time_limit", "mip_gap", "forecast", "step_timeout_s")
 LOOP_ATTRS = ("offer", "tn_offer", "setpoint", "dispatch")  # owned by the agent/coordinator loop
 DEFAULT_HORIZON_HOURS = 24.0
 DEFAULT_TIME_LIMIT = 120.0
 DEFAULT_MIP_GAP = 1e-3
+DEFAULT_STEP_TIMEOUT_MARGIN_S = 600.0  # coordinator.step_timeout_s default: 2 x time_limit + this
 PROFILE_YEAR = 2016  # simbench profiles
+PROFILE_DAYS = 366  # 2016 is a leap year
+PARTIAL_SUFFIX = ".partial"  # results/x.h5 is written as results/x.h5.partial and renamed at the successful end
 
 
 class RunFailed(RuntimeError):
@@ -73,6 +80,8 @@ class RunSettings:
     time_limit: float | None = None
     mip_gap: float | None = None
     output: Path | None = None
+    days: int | None = None  # whole days from the scenario's start (instead of hours)
+    overwrite: bool = False  # replace an existing results file (at the successful end of the run)
     formulation: Any = None  # coordinator.dso_led.Formulation; None: its defaults
     planner: coord.Planner | None = None  # replaces the MISOCP (tests, baselines)
     on_step: StepCallback | None = None
@@ -90,6 +99,12 @@ class RunPlan:
     solve: SolveOptions
     noise: ForecastNoise
     output: Path
+    coordinator_timeout_s: float = math.inf  # wall-clock limit of one coordinator step
+
+    @property
+    def partial(self) -> Path:
+        """Where the run writes until it has ended successfully."""
+        return partial_path(self.output)
 
     @property
     def step_seconds(self) -> int:
@@ -131,9 +146,23 @@ def resolve(cfg: ScenarioConfig, settings: RunSettings) -> RunPlan:
         raise ScenarioError(cfg.source, "step", step, "not an allowed value", ", ".join(STEPS))
     step_minutes = STEPS[step]
     hours = settings.hours if settings.hours is not None else cfg.periods * cfg.step_hours
+    if settings.days is not None:
+        if settings.hours is not None:
+            raise ScenarioError(cfg.source, "--days", settings.days, "give either --days or --hours, not both")
+        if isinstance(settings.days, bool) or not isinstance(settings.days, int) or settings.days < 1:
+            raise ScenarioError(cfg.source, "--days", settings.days, "must be an integer >= 1")
+        hours = 24.0 * settings.days
     steps = hours * 60 / step_minutes
     if hours <= 0 or not math.isclose(steps, round(steps)):
         raise ScenarioError(cfg.source, "--hours", hours, f"must be a positive multiple of the step ({step})")
+    end_day = cfg.day_of_year + (cfg.start_hour + hours) / 24.0
+    if end_day > PROFILE_DAYS + 1 + 1e-9:
+        last = cfg.day_of_year + math.ceil((cfg.start_hour + hours) / 24.0) - 1
+        most = (PROFILE_DAYS + 1 - cfg.day_of_year) * 24 - cfg.start_hour
+        raise ScenarioError(cfg.source, "--days" if settings.days is not None else "--hours", settings.days or hours,
+                            f"the run would end on day {last} of the {PROFILE_YEAR} profiles, past their last day "
+                            f"({PROFILE_DAYS})", f"at most {most:g} h from day_of_year {cfg.day_of_year}, "
+                            f"{cfg.start_hour:g} h")
     h_hours = settings.horizon_hours if settings.horizon_hours is not None else section.get(
         "horizon_hours", DEFAULT_HORIZON_HOURS)
     h_hours = _number(cfg, "coordinator.horizon_hours", h_hours, 0.0)
@@ -158,10 +187,12 @@ def resolve(cfg: ScenarioConfig, settings: RunSettings) -> RunPlan:
         cfg, "coordinator.time_limit", section.get("time_limit", DEFAULT_TIME_LIMIT), 0.0)
     mip_gap = settings.mip_gap if settings.mip_gap is not None else _number(
         cfg, "coordinator.mip_gap", section.get("mip_gap", DEFAULT_MIP_GAP), 0.0, strict=False)
+    step_timeout = _number(cfg, "coordinator.step_timeout_s", section.get(
+        "step_timeout_s", DEFAULT_STEP_TIMEOUT_MARGIN_S + 2 * time_limit), 0.0)
     output = settings.output or _output_path(cfg)
     return RunPlan(step_minutes, round(steps), round(horizon), cfg.start_hour,
                    SolveOptions(solver=solver, time_limit=time_limit, mip_gap=mip_gap),
-                   ForecastNoise(sigma, seed), Path(output))
+                   ForecastNoise(sigma, seed), Path(output), step_timeout)
 
 
 def _default_solver() -> str:
@@ -195,6 +226,18 @@ def config_record(cfg: ScenarioConfig) -> dict[str, Any]:
     return conv(cfg)
 
 
+def run_record(plan: RunPlan, settings: RunSettings) -> dict[str, Any]:
+    """The run's settings (root attribute ``run``): enough to resume it (``tsodso run --resume``)."""
+    planner = settings.planner
+    formulation = settings.formulation
+    return {"steps": plan.steps, "step_minutes": plan.step_minutes, "horizon": plan.horizon,
+            "start_hour": plan.start_hour, "solve": asdict(plan.solve), "forecast_noise": plan.noise.sigma,
+            "forecast_seed": plan.noise.seed, "planner": type(planner).__name__ if planner else "SessionPlanner",
+            "scheme": getattr(planner, "scheme", "dso-led"),
+            "formulation": asdict(formulation) if is_dataclass(formulation) else None,
+            "output": str(plan.output)}
+
+
 def start_time(cfg: ScenarioConfig) -> _dt.datetime:
     day = _dt.datetime(PROFILE_YEAR, 1, 1) + _dt.timedelta(days=cfg.day_of_year - 1)
     return day + _dt.timedelta(hours=cfg.start_hour)
@@ -212,8 +255,40 @@ class _ErrorSink:
         self.messages.append(message.record["message"])
 
 
-def run_scenario(cfg: ScenarioConfig, settings: RunSettings | None = None) -> RunResult:
-    """Run the co-simulation of ``cfg``; raises :class:`ScenarioError` (bad input) or :class:`RunFailed`."""
+def partial_path(output: Path) -> Path:
+    """The file a run writes to until it has ended successfully: ``<output>.partial`` beside the target."""
+    return output.with_name(output.name + PARTIAL_SUFFIX)
+
+
+def check_output(plan: RunPlan, overwrite: bool, resuming: bool = False) -> None:
+    """Refuse to replace a finished result (or the partial file of another run) unless asked; create the folder.
+    Nothing is written to either file here."""
+    target, partial = plan.output, plan.partial
+    for path in (target, partial):
+        if path.is_dir():
+            raise ScenarioError("--output", "", str(path), "is a folder", "a file name such as results/run.h5")
+    if target.exists() and not overwrite:
+        raise ScenarioError("--output", "", str(target), "exists already; not replaced",
+                            "--overwrite to replace it at the successful end of the run, or another --output")
+    if partial.exists() and not overwrite and not resuming:
+        raise ScenarioError("--output", "", str(partial), "is the partial file of an earlier run that did not end",
+                            f"--resume {partial} to continue it, --overwrite to start again, or another --output")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScenarioError("--output", "", str(target), f"folder cannot be created ({exc.strerror or exc})") from None
+    if not os.access(target.parent, os.W_OK):
+        raise ScenarioError("--output", "", str(target), "folder is not writable")
+
+
+def run_scenario(cfg: ScenarioConfig, settings: RunSettings | None = None, resume: Any = None) -> RunResult:
+    """Run the co-simulation of ``cfg``; raises :class:`ScenarioError` (bad input), :class:`RunFailed` or
+    :class:`scenarios.run_guard.RunStopped` (a signal or a step past its wall-clock limit).
+
+    Everything is validated before any file is opened. The run writes ``<output>.partial`` (flushed every step)
+    and renames it to ``output`` at the successful end; a run that does not end keeps the partial file.
+    ``resume`` (:class:`scenarios.resume.ResumeState`) continues such a partial file from its last complete step.
+    """
     settings = settings or RunSettings()
     t_start = _time.perf_counter()
     plan = resolve(cfg, settings)
@@ -221,7 +296,10 @@ def run_scenario(cfg: ScenarioConfig, settings: RunSettings | None = None) -> Ru
     plugins = parse_plugins(cfg, sims)
     run_case = build_case(cfg, periods=plan.steps + plan.horizon - 1, start_hour=plan.start_hour,
                           step_minutes=plan.step_minutes)
-    plan.output.parent.mkdir(parents=True, exist_ok=True)
+    first = 0
+    if resume is not None:
+        run_case, first = resume.check_and_apply(cfg, plan, plugins, run_case)
+    check_output(plan, settings.overwrite, resuming=resume is not None)
 
     def case_factory(periods: int, hour: float):
         return build_case(cfg, periods=periods, start_hour=hour, step_minutes=plan.step_minutes)
@@ -231,29 +309,54 @@ def run_scenario(cfg: ScenarioConfig, settings: RunSettings | None = None) -> Ru
         callback = settings.on_step
 
         def on_step(k: int, stats: Mapping[str, Any]) -> None:
-            callback(k, plan.steps, stats)
+            callback(first + k, plan.steps, stats)
 
     sim_config: dict[str, Any] = {**CORE_SIMS, **{name: s.entry for name, s in sims.items()}}
+    limits = {name: s.step_timeout_s for name, s in sims.items()}
+    limits["Coordinator"] = plan.coordinator_timeout_s
+    guard = RunGuard({k: v for k, v in limits.items() if math.isfinite(v)})
     sink = _ErrorSink()
     logger.enable("mosaik")
     sink_id = logger.add(sink, level="ERROR", filter="mosaik", format="{message}")
     timings: dict[str, float] = {}
     graph = None
     try:
-        with mosaik.World(sim_config, skip_greetings=True, configure_logging=False, debug=settings.debug) as world:
-            entities = _build_core(world, cfg, plan, run_case, case_factory, settings, on_step)
-            _add_plugins(world, cfg, plan, sims, plugins, entities)
-            timings["setup_s"] = _time.perf_counter() - t_start
-            t_run = _time.perf_counter()
+        with guard, mosaik.World(sim_config, skip_greetings=True, configure_logging=False,
+                                 debug=settings.debug) as world:
             try:
-                world.run(until=plan.steps * plan.step_seconds, print_progress=False)
+                entities = _build_core(world, cfg, plan, run_case, case_factory, settings, on_step, guard, resume)
+                _add_plugins(world, cfg, plan, sims, plugins, entities)
+                timings["setup_s"] = _time.perf_counter() - t_start
+                t_run = _time.perf_counter()
+                guard.watch(world)
+                world.run(until=(plan.steps - first) * plan.step_seconds, print_progress=False)
+            except RunStopped as stop:
+                guard.handled = True
+                _cancel_pending(world, cancel=True)
+                raise (guard.stop or stop) from None
+            except ResultsWriteError as exc:
+                _cancel_pending(world, cancel=True)
+                raise RunFailed(str(exc)) from None
+            except (ScenarioError, RunFailed):
+                raise
             except Exception as exc:
-                raise RunFailed(f"the co-simulation failed: {type(exc).__name__}: {exc}") from exc
+                _cancel_pending(world, cancel=True)
+                if guard.stop is not None:  # a killed stuck plugin may surface as a mosaik error first
+                    guard.handled = True
+                    raise guard.stop from None
+                cause = exc.__cause__ if isinstance(exc.__cause__, ResultsWriteError) else exc
+                if isinstance(cause, ResultsWriteError):
+                    raise RunFailed(str(cause)) from None
+                raise RunFailed(f"the co-simulation failed: {type(exc).__name__}: {exc}{_kept(plan)}") from exc
             timings["run_s"] = _time.perf_counter() - t_run
             if sink.messages:
                 _cancel_pending(world)
             if settings.debug:
                 graph = world.execution_graph
+    except RunStopped as stop:
+        stop.message = f"{stop.message}{_kept(plan)}"
+        stop.args = (stop.message,)
+        raise
     finally:
         logger.remove(sink_id)
     timings["total_s"] = _time.perf_counter() - t_start
@@ -261,36 +364,65 @@ def run_scenario(cfg: ScenarioConfig, settings: RunSettings | None = None) -> Ru
     if sink.messages:
         first_lines = "; ".join(m.strip().splitlines()[0].removesuffix(" Further information provided:")
                                 for m in sink.messages if m.strip())
-        raise RunFailed(f"{first_lines} (the steps before the failure are in {plan.output})")
+        raise RunFailed(f"{first_lines}{_kept(plan)}")
+    os.replace(plan.partial, plan.output)
     summary = summarize(plan.output, plan.step_hours)
     summary["timings"] = timings
     return RunResult(plan.output, plan, summary, graph, timings)
 
 
-def _cancel_pending(world: mosaik.World) -> None:
+def _kept(plan: RunPlan) -> str:
+    """Where the completed steps of a run that did not end are (for messages)."""
+    if not plan.partial.exists():
+        return " (no step was recorded)"
+    try:
+        with h5py.File(plan.partial, "r", locking=False) as h5:
+            rows = int(h5.attrs.get(ROWS_COMPLETE, h5[TIME].shape[0]))
+    except Exception as exc:  # noqa: BLE001 - only for a message
+        return f" (the partial results file {plan.partial} cannot be read: {exc})"
+    if rows == 0:
+        return f" (no step was completed; remove {plan.partial} or continue it with tsodso run --resume)"
+    return (f" (the {rows} completed steps are in {plan.partial}; continue with tsodso run --resume "
+            f"{plan.partial})")
+
+
+def _cancel_pending(world: mosaik.World, cancel: bool = False) -> None:
     """After an aborted run mosaik leaves its simulator tasks pending, and asyncio reports each one ("Task was
     destroyed but it is pending") when they are collected. The run has already failed with a clear message, so
-    drop those reports; anything else still goes to the default handler."""
+    drop those reports; anything else still goes to the default handler.
+
+    ``cancel``: also cancel the scheduler's simulator tasks (only those: the connections' reader tasks are needed
+    by mosaik's shut-down), so that nothing steps again while the world shuts down after a stop."""
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if "was destroyed but it is pending" not in str(context.get("message", "")):
             loop.default_exception_handler(context)
 
     world.loop.set_exception_handler(handler)
+    if cancel and not world.loop.is_closed():
+        tasks = [t for t in asyncio.all_tasks(world.loop) if not t.done() and t.get_name().startswith("Runner for")]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            world.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 def _build_core(world: mosaik.World, cfg: ScenarioConfig, plan: RunPlan, run_case: Any, case_factory: Any,
-                settings: RunSettings, on_step: Any) -> dict[str, Any]:
+                settings: RunSettings, on_step: Any, guard: RunGuard | None = None,
+                resume: Any = None) -> dict[str, Any]:
     """Start and wire the framework's simulators; returns the entities by eid (plugins connect to these)."""
     names = [a.name for a in run_case.adns]
     planner = settings.planner
+    first = resume.first_step if resume is not None else 0
     with world.group():
         dso = world.start("DSO", adns=run_case.adns, step_seconds=plan.step_seconds, step_hours=plan.step_hours,
-                          horizon=plan.horizon, noise=plan.noise)
+                          horizon=plan.horizon, noise=plan.noise,
+                          p2p_positions=resume.p2p_positions if resume is not None else None)
         tso = world.start("TSO", tn=run_case.tn, step_seconds=plan.step_seconds, horizon=plan.horizon,
-                          noise=plan.noise)
+                          noise=plan.noise, last_dispatch=resume.last_dispatch if resume is not None else None)
         cs = world.start("Coordinator", case_factory=case_factory, horizon=plan.horizon,
-                         step_seconds=plan.step_seconds, step_hours=plan.step_hours, start_hour=plan.start_hour,
+                         step_seconds=plan.step_seconds, step_hours=plan.step_hours,
+                         start_hour=plan.start_hour + first * plan.step_hours,
                          planner=planner, options=plan.solve, formulation=settings.formulation, on_step=on_step)
         agents = {n: dso.DSOAgent(adn=n) for n in names}
         tso_e = tso.TSO()
@@ -300,14 +432,14 @@ def _build_core(world: mosaik.World, cfg: ScenarioConfig, plan: RunPlan, run_cas
     grid = world.start("Grid", case=run_case)
     adn_grids = {n: grid.ADNGrid(adn=n) for n in names}
     tn_grid = grid.TNGrid()
-    rec = world.start("Recorder").Recorder(
-        path=str(plan.output), start=start_time(cfg).isoformat(), step_seconds=plan.step_seconds,
-        attrs={"scenario": json.dumps(config_record(cfg)), "scenario_name": cfg.name,
-               "run": json.dumps({"steps": plan.steps, "step_minutes": plan.step_minutes, "horizon": plan.horizon,
-                                  "start_hour": plan.start_hour, "solve": asdict(plan.solve),
-                                  "forecast_noise": plan.noise.sigma, "forecast_seed": plan.noise.seed,
-                                  "planner": type(planner).__name__ if planner else "SessionPlanner",
-                                  "scheme": getattr(planner, "scheme", "dso-led")})})
+    if resume is not None:
+        attrs = {"resumed": json.dumps(resume.history(plan))}
+    else:
+        attrs = {"scenario": json.dumps(config_record(cfg)), "scenario_name": cfg.name,
+                 "run": json.dumps(run_record(plan, settings))}
+    rec = world.start("Recorder", guard=guard).Recorder(
+        path=str(plan.partial), start=start_time(cfg).isoformat(), step_seconds=plan.step_seconds, attrs=attrs,
+        append=resume is not None, time_offset=first * plan.step_seconds)
 
     for n in names:
         world.connect(agents[n], hub, ("offer", "offer"))

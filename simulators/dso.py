@@ -19,6 +19,7 @@ recorded as a deviation; it never stops the run.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +103,8 @@ class DSOSim(mosaik_api_v3.Simulator):
     """mosaik front end; entities ``DSO_<adn name>``.
 
     init params: ``adns`` (list of :class:`DistributionNetwork` with data for ``steps + horizon - 1`` periods,
-    period 0 = mosaik time 0), ``step_seconds``, ``step_hours``, ``horizon``, ``noise`` (:class:`ForecastNoise`).
+    period 0 = mosaik time 0; BESS ``e0`` is the starting SoC), ``step_seconds``, ``step_hours``, ``horizon``,
+    ``noise`` (:class:`ForecastNoise`), ``p2p_positions`` (ADN -> starting P2P position, MWh; resumed runs).
     """
 
     def __init__(self) -> None:
@@ -114,15 +116,17 @@ class DSOSim(mosaik_api_v3.Simulator):
         self.horizon = 1
         self.noise = ForecastNoise()
         self._regular_time: int | None = None
+        self._p2p_start: dict[str, float] = {}
 
     def init(self, sid: str, time_resolution: float = 1.0, adns: list[DistributionNetwork] | None = None,
              step_seconds: int = 3600, step_hours: float = 1.0, horizon: int = 24,
-             noise: ForecastNoise | None = None) -> dict:
+             noise: ForecastNoise | None = None, p2p_positions: Mapping[str, float] | None = None) -> dict:
         if not adns:
             raise ValueError("DSOSim needs the ADNs (start it in-process with adns=[...])")
         self._adns = {a.name: a for a in adns}
         self.step_seconds, self.dt, self.horizon = int(step_seconds), float(step_hours), int(horizon)
         self.noise = noise or ForecastNoise()
+        self._p2p_start = dict(p2p_positions or {})  # a resumed run continues the positions
         return self.meta
 
     def create(self, num: int, model: str, adn: str | None = None) -> list[dict]:
@@ -135,7 +139,8 @@ class DSOSim(mosaik_api_v3.Simulator):
             raise ValueError(f"{eid} exists already")
         net = self._adns[adn]
         soc = np.array([b.e0 for b in net.bess], dtype=float)
-        self.agents[eid] = Agent(net, self.noise.rng(len(self.agents)), soc)
+        self.agents[eid] = Agent(net, self.noise.rng(len(self.agents)), soc,
+                                 p2p_position=float(self._p2p_start.get(adn, 0.0)))
         return [{"eid": eid, "type": model}]
 
     # --- stepping --------------------------------------------------------------------------------------------------
@@ -294,5 +299,12 @@ def _sum_bus_dicts(sources: Mapping[str, Any], adn: DistributionNetwork, eid: st
             if bus not in adn.buses:
                 raise ValueError(f"{eid}.extra_load_mw from {src}: bus {bus} is not a bus of {adn.name} "
                                  f"({adn.buses[0]}..{adn.buses[-1]})")
-            out[bus] = out.get(bus, 0.0) + float(mw)
+            try:
+                value_mw = float(mw)
+            except (TypeError, ValueError):
+                raise ValueError(f"{eid}.extra_load_mw from {src}: bus {bus} value {mw!r} is not a number") from None
+            if not math.isfinite(value_mw):
+                raise ValueError(f"{eid}.extra_load_mw from {src}: bus {bus} = {value_mw}; the plugin must send "
+                                 "finite MW")
+            out[bus] = out.get(bus, 0.0) + value_mw
     return out

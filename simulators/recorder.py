@@ -8,6 +8,7 @@ a readable file with everything recorded before the crash. The layout is documen
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib
 import json
@@ -23,6 +24,7 @@ from loguru import logger
 
 SCHEMA = "tsodso-run/1"
 TIME = "time"
+ROWS_COMPLETE = "rows_complete"  # root attribute: rows of finished steps at the last flush
 _STR = h5py.string_dtype()
 _VERSIONED = ("tsodso", "numpy", "h5py", "mosaik", "mosaik_api_v3", "pandapower", "pyomo")
 _CHUNK_BYTES = 64 * 1024
@@ -34,7 +36,7 @@ META = {
         "Recorder": {
             "public": True,
             "any_inputs": True,
-            "params": ["path", "attrs", "start", "step_seconds"],
+            "params": ["path", "attrs", "start", "step_seconds", "append", "time_offset"],
             "attrs": [],
         },
     },
@@ -94,15 +96,26 @@ class RunFile:
         time_resolution: float = 1.0,
         start: str | None = None,
         step_seconds: float | None = None,
+        append: bool = False,
+        time_offset: int = 0,
     ) -> None:
+        """``append``: continue an existing file (``tsodso run --resume``) after its last complete row; recorded
+        times are shifted by ``time_offset`` (mosaik restarts at 0)."""
         self.path = str(path)
-        self._h5 = h5py.File(self.path, "w")
+        self.time_offset = int(time_offset)
+        # no HDF5 file lock: a reader (a test, a user watching the run) may open the file while it grows
+        self._h5 = h5py.File(self.path, "a" if append else "w", locking=False)
         self._datasets: list[h5py.Dataset] = []
         self._owners: dict[tuple[str, str], str] = {}  # (type, name) -> full id, to detect collisions
         self._groups: dict[str, h5py.Group] = {}  # full id -> entity group
         self._warned: set[str] = set()
         self._n = 0
+        self._complete = 0  # rows on disk at the last flush: every one a finished step
         self._last_time: int | None = None
+        if append:
+            self._reopen()
+            self.set_attrs(attrs or {})
+            return
         self._write_root_attrs(attrs or {})
         self._time = self._h5.create_dataset(TIME, shape=(0,), maxshape=(None,), dtype="int64", chunks=(1024,))
         self._time.attrs["time_resolution_s"] = float(time_resolution)
@@ -110,7 +123,26 @@ class RunFile:
             self._time.attrs["step_seconds"] = float(step_seconds)
         if start is not None:
             self._time.attrs["start"] = str(start)
-        self._h5.flush()
+        self.flush()
+
+    def _reopen(self) -> None:
+        """Pick up an existing file: every dataset cut to the last complete row, the entity groups re-registered."""
+        self._time = self._h5[TIME]
+        n = int(self._h5.attrs.get(ROWS_COMPLETE, self._time.shape[0]))
+
+        def visit(name: str, node: Any) -> None:
+            if isinstance(node, h5py.Dataset) and name != TIME:
+                node.resize(n, axis=0)
+                self._datasets.append(node)
+            elif isinstance(node, h5py.Group) and "full_id" in node.attrs:
+                full_id = str(node.attrs["full_id"])
+                self._groups[full_id] = node
+                self._owners[tuple(name.split("/", 1))] = full_id  # type: ignore[index]
+
+        self._h5.visititems(visit)
+        self._time.resize((n,))
+        self._n = self._complete = n
+        self._last_time = int(self._time[n - 1]) if n else None
 
     def _write_root_attrs(self, attrs: Mapping[str, Any]) -> None:
         root = self._h5.attrs
@@ -132,6 +164,7 @@ class RunFile:
 
     def row(self, time: int) -> int:
         """Row of ``time``; a new time appends a row, a repeated time (same-time re-step) reuses the last row."""
+        time = int(time) + self.time_offset
         if self._last_time is not None and time == self._last_time:
             return self._n - 1
         if self._last_time is not None and time < self._last_time:
@@ -240,11 +273,36 @@ class RunFile:
             logger.warning(message)
 
     def flush(self) -> None:
-        """Pad every dataset to the time axis and push it to disk, so a crash loses no finished step."""
+        """Pad every dataset to the time axis and push it to disk, so a crash loses no finished step; the root
+        attribute ``rows_complete`` says how many rows are finished steps (a reader or a resume trusts only
+        those)."""
         for ds in self._datasets:
             if ds.shape[0] != self._n:
                 ds.resize(self._n, axis=0)
+        self._h5.attrs[ROWS_COMPLETE] = self._n
+        self._sync()
+        self._complete = self._n
+
+    def _sync(self) -> None:
         self._h5.flush()
+
+    def abort(self) -> None:
+        """After a failed write: cut every dataset back to the last flushed row and close, as far as the file
+        still lets us (best effort: the disk may be full)."""
+        if not self._h5.id.valid:
+            return
+        try:
+            for ds in [self._time, *self._datasets]:
+                if ds.shape[0] > self._complete:
+                    ds.resize(self._complete, axis=0)
+            self._h5.attrs[ROWS_COMPLETE] = self._complete
+            self._n = self._complete
+        except Exception as exc:  # noqa: BLE001 - the file is already failing; keep the first error
+            logger.debug(f"recorder: rollback of {self.path} failed: {exc}")
+        try:
+            self._h5.close()
+        except Exception as exc:  # noqa: BLE001
+            logger.debug(f"recorder: closing {self.path} failed: {exc}")
 
     def close(self) -> None:
         if self._h5.id.valid:
@@ -252,17 +310,29 @@ class RunFile:
             self._h5.close()
 
 
+class ResultsWriteError(RuntimeError):
+    """The results file could not be written (full disk, I/O error); it keeps every step flushed before."""
+
+
 class Recorder(mosaik_api_v3.Simulator):
-    """mosaik front end of :class:`RunFile`: one ``Recorder`` entity that accepts any input attribute."""
+    """mosaik front end of :class:`RunFile`: one ``Recorder`` entity that accepts any input attribute.
+
+    The file is opened when mosaik finishes the set-up (``setup_done``), not at ``create``: a scenario that fails
+    while its plugins are started or connected leaves no file behind. In-process, ``init(guard=...)`` takes a
+    :class:`scenarios.run_guard.RunGuard`, so that a signal never cuts a step's writes in half.
+    """
 
     def __init__(self) -> None:
         super().__init__(META)
         self._time_resolution = 1.0
         self._file: RunFile | None = None
+        self._file_args: dict[str, Any] | None = None
         self._eid = "Recorder"
+        self._guard: Any = None
 
-    def init(self, sid: str, time_resolution: float = 1.0, **sim_params: Any) -> dict:
+    def init(self, sid: str, time_resolution: float = 1.0, guard: Any = None, **sim_params: Any) -> dict:
         self._time_resolution = float(time_resolution)
+        self._guard = guard
         return self.meta
 
     def create(
@@ -273,20 +343,33 @@ class Recorder(mosaik_api_v3.Simulator):
         attrs: Mapping[str, Any] | None = None,
         start: str | None = None,
         step_seconds: float | None = None,
+        append: bool = False,
+        time_offset: int = 0,
     ) -> list[dict]:
-        if num != 1 or self._file is not None:
+        if num != 1 or self._file_args is not None:
             raise ValueError("a Recorder simulator holds exactly one Recorder entity (one file)")
-        self._file = RunFile(path, attrs, self._time_resolution, start, step_seconds)
+        self._file_args = {"path": path, "attrs": attrs, "time_resolution": self._time_resolution, "start": start,
+                           "step_seconds": step_seconds, "append": append, "time_offset": time_offset}
         return [{"eid": self._eid, "type": model}]
+
+    def setup_done(self) -> None:
+        self._require_file()
 
     def step(self, time: int, inputs: dict, max_advance: int) -> None:
         """Write every input at ``time`` and flush; event-based, so no next step is requested."""
-        run = self._require_file()
-        for attrs in inputs.values():
-            for attr, sources in attrs.items():
-                for full_id, value in sources.items():
-                    run.write(time, full_id, attr, value)
-        run.flush()
+        with self._guard.critical() if self._guard is not None else contextlib.nullcontext():
+            run = self._require_file()
+            try:
+                for attrs in inputs.values():
+                    for attr, sources in attrs.items():
+                        for full_id, value in sources.items():
+                            run.write(time, full_id, attr, value)
+                run.flush()
+            except OSError as exc:
+                run.abort()
+                reason = exc.strerror or str(exc)
+                raise ResultsWriteError(f"cannot write results to {run.path}: {reason} (the file keeps the "
+                                        f"{run.rows} steps recorded before)") from exc
 
     def record_meta(self, attrs: Mapping[str, Any]) -> None:
         """Extra method: add root attributes after creation (e.g. the resolved scenario)."""
@@ -301,27 +384,34 @@ class Recorder(mosaik_api_v3.Simulator):
 
     def _require_file(self) -> RunFile:
         if self._file is None:
-            raise RuntimeError("create a Recorder entity before stepping")
+            if self._file_args is None:
+                raise RuntimeError("create a Recorder entity before stepping")
+            self._file = RunFile(**self._file_args)
         return self._file
 
 
 def read_run(path: str) -> dict[str, np.ndarray]:
-    """All datasets of a run file as ``{"/time": ..., "/DSO/adn1/pcc_mw": ...}``; text datasets as str objects."""
+    """All datasets of a run file as ``{"/time": ..., "/DSO/adn1/pcc_mw": ...}``; text datasets as str objects.
+    Only the rows of finished steps (root attribute ``rows_complete``) are returned."""
     out: dict[str, np.ndarray] = {}
+    rows: int | None = None
 
     def visit(name: str, node: Any) -> None:
         if isinstance(node, h5py.Dataset):
-            data = node.asstr()[()] if h5py.check_string_dtype(node.dtype) else node[()]
+            view = node.asstr() if h5py.check_string_dtype(node.dtype) else node
+            data = view[()] if rows is None or not node.shape else view[:rows]
             out["/" + name] = np.asarray(data)
 
-    with h5py.File(path, "r") as h5:
+    with h5py.File(path, "r", locking=False) as h5:
+        if ROWS_COMPLETE in h5.attrs:
+            rows = int(h5.attrs[ROWS_COMPLETE])
         h5.visititems(visit)
     return out
 
 
 def read_attrs(path: str, node: str = "/") -> dict[str, Any]:
     """Attributes of one node (root by default) as plain Python values."""
-    with h5py.File(path, "r") as h5:
+    with h5py.File(path, "r", locking=False) as h5:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5[node].attrs.items()}
 
 

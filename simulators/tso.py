@@ -42,7 +42,8 @@ def grid_gen_name(key: str) -> str:
 
 class TSOSim(mosaik_api_v3.Simulator):
     """init params: ``tn`` (:class:`TransmissionNetwork`, ``load_scale`` for ``steps + horizon - 1`` periods),
-    ``step_seconds``, ``horizon``, ``noise`` (:class:`ForecastNoise`, applied to the load-scale forecast)."""
+    ``step_seconds``, ``horizon``, ``noise`` (:class:`ForecastNoise`, applied to the load-scale forecast),
+    ``last_dispatch`` (``{gen_mw, lmp, generation_cost}`` of the step before; resumed runs)."""
 
     def __init__(self) -> None:
         super().__init__(copy.deepcopy(META))
@@ -57,9 +58,12 @@ class TSOSim(mosaik_api_v3.Simulator):
         self._outputs: dict[str, Any] = {"gen_mw": {}, "lmp": {}, "generation_cost": float("nan")}
 
     def init(self, sid: str, time_resolution: float = 1.0, tn: TransmissionNetwork | None = None,
-             step_seconds: int = 3600, horizon: int = 24, noise: ForecastNoise | None = None) -> dict:
+             step_seconds: int = 3600, horizon: int = 24, noise: ForecastNoise | None = None,
+             last_dispatch: Mapping[str, Any] | None = None) -> dict:
         if tn is None:
             raise ValueError("TSOSim needs the TN (start it in-process with tn=...)")
+        if last_dispatch:  # a resumed run: the dispatch kept under a passive fallback
+            self._apply(last_dispatch)
         self.tn, self.step_seconds, self.horizon = tn, int(step_seconds), int(horizon)
         self.noise = noise or ForecastNoise()
         self._rng = self.noise.rng(10_000)  # distinct from the DSO agents' streams

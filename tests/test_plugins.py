@@ -117,7 +117,8 @@ def test_crashing_plugin_fails_the_run_and_keeps_the_steps_before(tmp_path) -> N
     proc = tsodso("run", str(scenario), "--hours", "3", "--output", str(out), "--no-progress", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "run failed" in proc.stderr and "boom: the plugin crashed on purpose" in proc.stderr
-    data = read_run(out)  # readable, with the step before the crash
+    assert not out.exists()  # a failed run never takes the finished name
+    data = read_run(tmp_path / "crash.h5.partial")  # readable, with the step before the crash
     assert list(data["/time"]) == [0]
     assert data["/DSO/adn1/extra_load_mw_total"][0] == pytest.approx(0.1)
 
