@@ -208,5 +208,5 @@ def _check_adn_physics(a: DistributionNetwork) -> None:
         value = getattr(a, name)
         if not math.isfinite(value) or value < 0:
             raise _bad(f"{a.name}.{name}", value, "a finite number >= 0")
-    if not a.vmin < a.vmax:
-        raise _bad(f"{a.name}.(vmin, vmax)", (a.vmin, a.vmax), "vmin < vmax")
+    if not a.vmin <= a.vmax:  # equal limits are extreme but physical (no voltage drop allowed)
+        raise _bad(f"{a.name}.(vmin, vmax)", (a.vmin, a.vmax), "vmin <= vmax")

@@ -55,7 +55,8 @@ def scale_adn(
     bess: BessSizing = BessSizing(),
 ) -> DistributionNetwork:
     """A copy with P and Q loads times ``load_scale``, PV peaks and availability times ``pv_scale`` and each BESS
-    resized by ``bess``; a unit scaled to zero power or energy is dropped."""
+    resized by ``bess``; with a zero scale factor the units are dropped (only then: non-physical data stay, for
+    ``Case.validate`` to name)."""
     units = [
         replace(b, pmax=b.pmax * bess.p_scale, emax=b.emax * bess.e_scale, emin=b.emin * bess.e_scale,
                 e0=b.e0 * bess.e_scale)
@@ -70,6 +71,6 @@ def scale_adn(
         pv_bus=list(adn.pv_bus),
         pv_peak=[p * pv_scale for p in adn.pv_peak],
         pv_avail=np.asarray(adn.pv_avail, dtype=float) * pv_scale,
-        bess=[b for b in units if b.pmax > 0 and b.emax > 0],
+        bess=[] if bess.p_scale == 0 or bess.e_scale == 0 else units,
         prosumers=list(adn.prosumers),
     )

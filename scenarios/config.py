@@ -636,6 +636,6 @@ def build_case(
     )
     try:
         case.validate()
-    except ValueError as exc:  # non-physical data reached the case: a user error in the placement or profile data
-        raise ScenarioError(src, "placement_file", config.placement_file or "data/placement.csv", str(exc)) from None
+    except ValueError as exc:  # non-physical data reached the case: the message names the ADN, device and field
+        raise ScenarioError(src, "", _MISSING, str(exc)) from None
     return case

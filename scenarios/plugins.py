@@ -23,7 +23,7 @@ DEFAULT_STEP_TIMEOUT_S = 300.0  # wall-clock limit of one plugin step (simulator
 PLUGIN_FIELDS = ("simulator", "model", "name", "num", "params", "connect", "record")
 CONN_FIELDS = ("to", "from", "attrs", "time_shifted", "initial")
 RESERVED_NAMES = ("DSO", "TSO", "Coordinator", "Grid", "Recorder")
-SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding the tsodso packages (and examples/)
+SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding the tsodso packages
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def _check_import(cfg: ScenarioConfig, path: str, spec: str, base: Path) -> None
     """Import ``module:Class`` now (scenario folder and source tree on sys.path) to name the field on failure."""
     module, _, cls = spec.partition(":")
     if not module or not cls:
-        raise _err(cfg, path, spec, "must be 'module:Class'", "e.g. examples.ev_fleet:EVFleetSim")
+        raise _err(cfg, path, spec, "must be 'module:Class'", "e.g. scenarios.examples.ev_fleet:EVFleetSim")
     for folder in (str(base.resolve()), str(SOURCE_ROOT)):
         if folder not in sys.path:
             sys.path.append(folder)

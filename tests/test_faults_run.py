@@ -128,7 +128,7 @@ def test_bad_input_leaves_an_existing_result_byte_identical(tmp_path, run_file, 
     out = tmp_path / "r.h5"
     out.write_bytes(run_file.read_bytes())
     before = digest(out)
-    bad_connect = scenario(tmp_path, simulators={"EV": {"python": "examples.ev_fleet:EVFleetSim"}},
+    bad_connect = scenario(tmp_path, simulators={"EV": {"python": "scenarios.examples.ev_fleet:EVFleetSim"}},
                            plugins=[{"simulator": "EV", "model": "EVFleet", "name": "f",
                                      "params": {"name": "f", "buses": {5: 1}},
                                      "connect": [{"to": "DSO_nowhere", "attrs": {"load_mw": "extra_load_mw"}}]}])
@@ -292,7 +292,7 @@ def test_case_validate_physical_bounds() -> None:
             case.validate()
     adn.bess[0] = good
     adn.vmin, adn.vmax = 1.05, 1.0
-    with pytest.raises(ValueError, match=r"\(vmin, vmax\) = \(1.05, 1.0\).*vmin < vmax"):
+    with pytest.raises(ValueError, match=r"\(vmin, vmax\) = \(1.05, 1.0\).*vmin <= vmax"):
         case.validate()
     adn.vmin, adn.vmax = 0.9, 1.1
     adn.load_p[1, 3] = np.nan
@@ -318,7 +318,9 @@ def test_days_and_the_end_of_the_profile_year(tmp_path, capsys) -> None:
 
 
 # these datasets measure time or depend on the power flow's starting point, so they are compared separately
-TIMING = ("solve_time_s", "model_time_s", "case_time_s", "post_time_s", "step_time_s", "pf_seconds")
+TIMING = ("solve_time_s", "solver_time_s", "model_time_s", "case_time_s", "post_time_s", "step_time_s", "pf_seconds")
+# measures of the solver's accuracy (cone slack, follower cost gap, AC error): noise at 1e-6, not results
+ACCURACY = ("soc_gap_max", "soc_gap_first_period", "follower_cost_rel_gap", "ac_voltage_error_max_pu")
 AC_FLOW = ("/ADNGrid/", "/TNGrid/")  # the first resumed power flow starts flat, not from the previous solution
 
 
@@ -344,13 +346,15 @@ def test_resume_after_sigkill_gives_the_same_datasets(tmp_path) -> None:
     compared = 0
     for key in sorted(a):
         assert a[key].shape == b[key].shape, key
-        if key.rsplit("/", 1)[-1] in TIMING:
+        if key.rsplit("/", 1)[-1] in TIMING + ACCURACY:
             continue
         if a[key].dtype.kind in "OUS":
             assert list(a[key]) == list(b[key]), key
         else:
-            atol = 1e-6 if key.startswith(AC_FLOW) else 1e-9
-            np.testing.assert_allclose(b[key], a[key], rtol=0, atol=atol, equal_nan=True, err_msg=key)
+            # the resumed run builds its model from the step it resumes at (the purchase big-M is sized on that
+            # horizon's peaks), so the interior-point solutions agree to the solver's tolerance (1e-8), not bit by bit
+            atol = 1e-6 if key.startswith(AC_FLOW) else 1e-7
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-7, atol=atol, equal_nan=True, err_msg=key)
         compared += 1
     assert compared > 100
     with h5py.File(out, "r") as h5:
