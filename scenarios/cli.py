@@ -14,11 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from coordinator.solvers import STRATEGIES
 from coordinator.solvers.base import (
-    DEFAULT_MIP_GAP,
-    DEFAULT_SOLVER,
-    DEFAULT_TIME_LIMIT,
     FEASIBLE,
     OPTIMAL,
     SolveOptions,
@@ -31,22 +27,12 @@ from scenarios.cli_common import (
     UsageError,
     _non_negative_float,
     _positive,
-    add_formulation_arguments,
     add_overwrite_argument,
+    add_solver_arguments,
     console,
     formulation_from,
 )
 from scenarios.output_files import OutputPathError, check_output_file, failed_path, write_json_atomic
-
-
-def add_solver_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--solver", default=DEFAULT_SOLVER, choices=sorted(STRATEGIES),
-                   help="solve strategy (default: %(default)s; 'gurobi' needs a full licence)")
-    add_formulation_arguments(p)
-    p.add_argument("--time-limit", type=_positive(float), default=DEFAULT_TIME_LIMIT, metavar="S",
-                   help="seconds per solve (default: %(default)s); the best incumbent is kept when it is hit")
-    p.add_argument("--mip-gap", type=_non_negative_float, default=DEFAULT_MIP_GAP, metavar="G",
-                   help="relative optimality gap to stop at (default: %(default)s)")
 
 
 class _Parser(argparse.ArgumentParser):

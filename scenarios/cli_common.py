@@ -81,3 +81,17 @@ def formulation_from(args: argparse.Namespace):
 def add_overwrite_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output file (default: refuse, so a finished result is never lost)")
+
+
+def add_solver_arguments(p: argparse.ArgumentParser) -> None:
+    """Solver, formulation, time limit and gap: the options of every command that solves (defaults defined once)."""
+    from coordinator.solvers import STRATEGIES
+    from coordinator.solvers.base import DEFAULT_MIP_GAP, DEFAULT_SOLVER, DEFAULT_TIME_LIMIT
+
+    p.add_argument("--solver", default=DEFAULT_SOLVER, choices=sorted(STRATEGIES),
+                   help="solve strategy (default: %(default)s; 'gurobi' needs a full licence)")
+    add_formulation_arguments(p)
+    p.add_argument("--time-limit", type=_positive(float), default=DEFAULT_TIME_LIMIT, metavar="S",
+                   help="seconds per solve (default: %(default)s); the best incumbent is kept when it is hit")
+    p.add_argument("--mip-gap", type=_non_negative_float, default=DEFAULT_MIP_GAP, metavar="G",
+                   help="relative optimality gap to stop at (default: %(default)s)")

@@ -25,7 +25,7 @@ from loguru import logger
 from mosaik.exceptions import ScenarioError as MosaikScenarioError
 
 from coordinator.kpis import self_consumption
-from coordinator.solvers.base import SolveOptions
+from coordinator.solvers.base import DEFAULT_MIP_GAP, DEFAULT_SOLVER, DEFAULT_TIME_LIMIT, SolveOptions
 from scenarios.config import STEPS, ScenarioConfig, ScenarioError, build_case
 from scenarios.plugins import (
     PluginSpec,
@@ -53,8 +53,6 @@ CORE_SIMS: dict[str, dict[str, str]] = {
 COORDINATOR_FIELDS = ("horizon_hours", "solver", "time_limit", "mip_gap", "forecast", "step_timeout_s")
 LOOP_ATTRS = ("offer", "tn_offer", "setpoint", "dispatch")  # owned by the agent/coordinator loop
 DEFAULT_HORIZON_HOURS = 24.0
-DEFAULT_TIME_LIMIT = 120.0
-DEFAULT_MIP_GAP = 1e-3
 DEFAULT_STEP_TIMEOUT_MARGIN_S = 600.0  # coordinator.step_timeout_s default: 2 x time_limit + this
 PROFILE_YEAR = 2016  # simbench profiles
 PROFILE_DAYS = 366  # 2016 is a leap year
@@ -178,7 +176,7 @@ def resolve(cfg: ScenarioConfig, settings: RunSettings) -> RunPlan:
     seed = forecast.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ScenarioError(cfg.source, "coordinator.forecast.seed", seed, "must be an integer >= 0")
-    solver = settings.solver or section.get("solver") or _default_solver()
+    solver = settings.solver or section.get("solver") or DEFAULT_SOLVER
     from coordinator.solvers import STRATEGIES
 
     if solver not in STRATEGIES:
@@ -194,11 +192,6 @@ def resolve(cfg: ScenarioConfig, settings: RunSettings) -> RunPlan:
                    SolveOptions(solver=solver, time_limit=time_limit, mip_gap=mip_gap),
                    ForecastNoise(sigma, seed), Path(output), step_timeout)
 
-
-def _default_solver() -> str:
-    from coordinator.solvers import STRATEGIES
-
-    return "fast" if "fast" in STRATEGIES else "scip"
 
 
 def _output_path(cfg: ScenarioConfig) -> Path:

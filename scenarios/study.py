@@ -366,7 +366,7 @@ def _draw_differences(ax: Any, xs: list[int], ys: list[float], finding: dict) ->
 
 # --- command ------------------------------------------------------------------------------------------------------
 def add_study_parser(sub: Any) -> None:
-    from scenarios.cli import DEFAULT_SCENARIO, _positive, add_solver_arguments
+    from scenarios.cli_common import DEFAULT_SCENARIO, _positive, add_solver_arguments
 
     s = sub.add_parser("study", help="both schemes over many days: per-day KPIs and paired differences")
     s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
