@@ -552,6 +552,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return run_sweep(todo, sweep, summary, directory, args)
 
 
+def warm_up() -> None:
+    """Import what every run needs (pandapower, Pyomo, the model pipeline: seconds), on a worker, before its runs."""
+    import coordinator.pipeline  # noqa: F401
+    import scenarios.cli  # noqa: F401
+    import scenarios.config  # noqa: F401
+
+
 def run_sweep(todo: list[dict[str, Any]], sweep: Sweep, summary: Summary, directory: Path,
               args: argparse.Namespace) -> int:
     """Send ``todo`` to the cluster, record each run as it finishes; Ctrl-C keeps every finished run."""
@@ -563,6 +570,7 @@ def run_sweep(todo: list[dict[str, Any]], sweep: Sweep, summary: Summary, direct
     try:
         workers = len(client.scheduler_info().get("workers", {}))
         console.print(f"dask: {client.scheduler.address}, {workers} workers; " + dashboard_text(client))
+        client.run(warm_up)  # every worker imports the model code at once, not in its first run
         futures = client.map(run_one, todo, key=[f"tsodso-sweep-{s['run_id']}" for s in todo], pure=False)
         by_key = {f.key: spec for f, spec in zip(futures, todo, strict=True)}
         progress = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
