@@ -108,3 +108,13 @@ class AffineFollower:
     cut0: np.ndarray
     cuts: np.ndarray
     flips: list[int]  # constraint index behind each cut: crossing it adds (inactive) or drops (active) it
+
+
+def psd_factor(block: np.ndarray, tol: float = 1e-10) -> np.ndarray:
+    """F with F'F = sym(block) (the price sensitivity is symmetric PSD: Hessian of a convex value function)."""
+    sym = 0.5 * (block + block.T)
+    vals, vecs = np.linalg.eigh(sym)
+    if vals.min(initial=0.0) < -1e-8 * max(1.0, vals.max(initial=0.0)):
+        raise ValueError(f"price sensitivity is not PSD (smallest eigenvalue {vals.min():.3e})")
+    keep = vals > tol * max(1.0, vals.max(initial=0.0))
+    return np.sqrt(vals[keep])[:, None] * vecs[:, keep].T

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pyomo.environ as pyo
 
-from coordinator.blocks.dcopf import AffineFollower
+from coordinator.blocks.dcopf import AffineFollower, psd_factor
 from coordinator.cones import RotatedCone
 
 
@@ -37,7 +37,7 @@ def add_region_disjunction(b: pyo.Block, regions: list[AffineFollower], w: list,
                              + sum(float(regions[r].cuts[c, i]) * b.w[r, i] for i in range(k)) >= 0)
 
     # payment: lam0_r' W_r + tau_r with W_r' L_r W_r <= tau_r delta_r
-    factors = [_psd_factor(reg.L[balance_rows]) for reg in regions]
+    factors = [psd_factor(reg.L[balance_rows]) for reg in regions]
     b.E = pyo.Set(initialize=[(r, e) for r in R for e in range(factors[r].shape[0])], dimen=2)
     b.y = pyo.Var(b.E)
     b.tau = pyo.Var(b.R, bounds=(0, None))
@@ -55,13 +55,3 @@ def add_region_disjunction(b: pyo.Block, regions: list[AffineFollower], w: list,
 
     b.x_of = lambda j: sum(affine(r, float(regions[r].x0[j]), regions[r].S[j]) for r in R)
     b.lam_of = lambda row: sum(affine(r, float(regions[r].lam0[row]), regions[r].L[row]) for r in R)
-
-
-def _psd_factor(block: np.ndarray, tol: float = 1e-10) -> np.ndarray:
-    """F with F'F = sym(block) (the price sensitivity is symmetric PSD: Hessian of a convex value function)."""
-    sym = 0.5 * (block + block.T)
-    vals, vecs = np.linalg.eigh(sym)
-    if vals.min(initial=0.0) < -1e-8 * max(1.0, vals.max(initial=0.0)):
-        raise ValueError(f"price sensitivity is not PSD (smallest eigenvalue {vals.min():.3e})")
-    keep = vals > tol * max(1.0, vals.max(initial=0.0))
-    return (np.sqrt(vals[keep])[:, None] * vecs[:, keep].T)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from coordinator.blocks.dcopf import FollowerQP
+from coordinator.blocks.dcopf import FollowerQP, psd_factor
 from coordinator.followers import FollowerForm
 from coordinator.parametric import AffineFollower
 
@@ -82,13 +82,3 @@ def _split(rows, k: int, n: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
                 r.append(i), c.append(j), v.append(a)
         out.append(sp.csr_matrix((v, (r, c)), shape=(len(rows), width)))
     return out[0], out[1]
-
-
-def psd_factor(block: np.ndarray, tol: float = 1e-10) -> np.ndarray:
-    """F with F'F = sym(block) (the price sensitivity is symmetric PSD: Hessian of a convex value function)."""
-    sym = 0.5 * (block + block.T)
-    vals, vecs = np.linalg.eigh(sym)
-    if vals.min(initial=0.0) < -1e-8 * max(1.0, vals.max(initial=0.0)):
-        raise ValueError(f"price sensitivity is not PSD (smallest eigenvalue {vals.min():.3e})")
-    keep = vals > tol * max(1.0, vals.max(initial=0.0))
-    return np.sqrt(vals[keep])[:, None] * vecs[:, keep].T
