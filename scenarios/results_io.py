@@ -70,6 +70,29 @@ class Run:
     model: dict = field(default_factory=dict)  # variables, binaries, constraints, cones (largest per step)
     extra: dict = field(default_factory=dict)  # scheme-specific sections (e.g. ``tso_led``)
 
+    def adn_table(self):  # noqa: ANN201 - a pandas DataFrame (pandas is imported only when asked for)
+        """Tidy table: one row per ADN and period (``adn``, ``period``, ``hour``, MW series, summed BESS, voltages)."""
+        import pandas as pd
+
+        frames = []
+        for adn in self.adns:
+            frames.append(pd.DataFrame({
+                "adn": adn.name, "tn_bus": adn.tn_bus, "period": np.arange(len(self.hours)), "hour": self.hours,
+                "pcc_mw": adn.pcc_mw, "load_mw": adn.load_mw, "pv_available_mw": adn.pv_available_mw,
+                "pv_used_mw": adn.pv_used_mw, "bess_charge_mw": np.nansum(adn.charge_mw, axis=1),
+                "bess_discharge_mw": np.nansum(adn.discharge_mw, axis=1), "soc_mwh": np.nansum(adn.soc_mwh, axis=1),
+                "p2p_intra_mw": adn.p2p_intra_mw, "p2p_inter_out_mw": adn.p2p_inter_out_mw,
+                "v_min_pu": adn.v_min_pu, "v_max_pu": adn.v_max_pu}))
+        return pd.concat(frames, ignore_index=True)
+
+    def lmp_table(self):  # noqa: ANN201 - a pandas DataFrame
+        """Tidy table: one row per TN bus and period (``bus``, ``period``, ``hour``, ``lmp``)."""
+        import pandas as pd
+
+        return pd.concat([pd.DataFrame({"bus": bus, "period": np.arange(len(self.hours)), "hour": self.hours,
+                                        "lmp": values}) for bus, values in sorted(self.lmp.items())],
+                         ignore_index=True)
+
 
 def load_run(path: str | Path, label: str | None = None) -> Run:
     """Read a ``tsodso solve`` JSON or a ``tsodso run`` HDF5 file."""

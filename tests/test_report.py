@@ -186,3 +186,28 @@ def test_plot_legends_sit_on_no_label(plan_files: dict[str, Path], run_file: Pat
         assert_legends_clear(fig)
         for ax in fig.axes:  # no free text inside the axes (the voltage plot's source is in the x label now)
             assert not ax.texts
+
+
+def test_tidy_tables_hold_the_file_series(plan_files: dict[str, Path], run_file: Path) -> None:
+    """``load_run(...).adn_table()``: one row per ADN and period, the values of the file (read here with json/h5py)."""
+    import json
+
+    import h5py
+
+    from scenarios.results_io import load_run
+
+    plan = json.loads(plan_files["dso-led"].read_text())
+    table = load_run(plan_files["dso-led"]).adn_table()
+    assert len(table) == len(plan["adns"]) * plan["periods"]
+    for adn in plan["adns"]:
+        rows = table[table.adn == adn["name"]].sort_values("period")
+        np.testing.assert_allclose(rows.pcc_mw, adn["pcc_mw"])
+        np.testing.assert_allclose(rows.soc_mwh, np.sum([b["soc_mwh"] for b in adn["bess"]], axis=0))
+    lmp = load_run(plan_files["dso-led"]).lmp_table()
+    assert len(lmp) == len(plan["tn"]["lmp"]) * plan["periods"]
+    bus = next(iter(plan["tn"]["lmp"]))
+    np.testing.assert_allclose(lmp[lmp.bus == int(bus)].sort_values("period").lmp, plan["tn"]["lmp"][bus])
+    run_table = load_run(run_file).adn_table()
+    with h5py.File(run_file, "r", locking=False) as h5:
+        pcc = h5["ADNGrid/adn1/pcc_p_mw"][()]
+    np.testing.assert_allclose(run_table[run_table.adn == "adn1"].sort_values("period").pcc_mw, pcc)
