@@ -42,10 +42,9 @@ from coordinator.solvers.conic import ConicProblem, rotated_cones
 
 @dataclass
 class Columns:
-    """Column of each leader variable (``-1`` where the variable is fixed, with its value in ``fixed``)."""
+    """Column of each leader variable (``-1`` where the variable is fixed; ``grid`` returns the fixed values)."""
 
     index: dict[int, int]
-    fixed: dict[int, float] = field(default_factory=dict)
 
     def of(self, var_data) -> int:
         return self.index.get(id(var_data), -1)
@@ -72,8 +71,10 @@ def _take(x: np.ndarray, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 class LeaderTemplate:
     """The leaders' rows compiled once; ``rhs(theta)`` gives the right-hand sides for new data."""
 
-    def __init__(self, case: Case, voltage_cuts: bool, loss_allowance: float) -> None:
-        self.load_peaks = [adn.load_p.max(axis=0) for adn in case.adns]
+    def __init__(self, case: Case, voltage_cuts: bool, loss_allowance: float,
+                 load_peaks: list[np.ndarray] | None = None) -> None:
+        """``load_peaks`` per ADN size the purchase big-M (default: ``case``'s own peaks)."""
+        self.load_peaks = load_peaks or [adn.load_p.max(axis=0) for adn in case.adns]
         m = pyo.ConcreteModel(name="dso_led_leaders")
         m.T = pyo.Set(initialize=range(case.periods), ordered=True)
         add_adns(m, case, voltage_cuts, self.load_peaks)
@@ -146,14 +147,11 @@ class LeaderTemplate:
                 "g_exp": self.col.grid(der.g_exp, list(der.K), T), "P": self.col.grid(net.P, list(net.L), T),
                 "Q": self.col.grid(net.Q, list(net.L), T), "l": self.col.grid(net.l, list(net.L), T),
                 "v": self.col.grid(net.v, list(net.N), T),
-                "inter_in": self._pairs(m.pcc, [(b, a) for b in m.pcc.A if (b, a) in m.pcc.AB], T),
-                "inter_out": self._pairs(m.pcc, [(a, b) for b in m.pcc.A if (a, b) in m.pcc.AB], T),
+                "inter_in": self.col.grid(m.pcc.X, [(b, a) for b in m.pcc.A if (b, a) in m.pcc.AB], T),
+                "inter_out": self.col.grid(m.pcc.X, [(a, b) for b in m.pcc.A if (a, b) in m.pcc.AB], T),
                 "p_imp": self.col.grid(m.pcc.p_imp, [(a,)], T), "p_exp": self.col.grid(m.pcc.p_exp, [(a,)], T),
             })
         return {"adns": out}
-
-    def _pairs(self, pcc, pairs, T) -> tuple[np.ndarray, np.ndarray]:
-        return self.col.grid(pcc.X, pairs, T)
 
     def theta(self, case: Case, loss_allowance: float) -> np.ndarray:
         """Write ``case``'s data into the data variables and read them back in column order."""
@@ -317,8 +315,8 @@ class FastPipeline:
         if not self.built.leaders.fits(case):  # a load above the big-M basis: rebuild the leaders for it
             peaks = [np.maximum(adn.load_p.max(axis=0), p)
                      for adn, p in zip(case.adns, self.built.leaders.load_peaks, strict=True)]
-            self.built.leaders = LeaderTemplate(_with_peaks(case, peaks), self.formulation.voltage_cuts,
-                                                self.formulation.loss_allowance)
+            self.built.leaders = LeaderTemplate(case, self.formulation.voltage_cuts, self.formulation.loss_allowance,
+                                                peaks)
         problem = self.built.assemble(case)
         model_time = time.perf_counter() - start
         report, x = branch_and_bound(problem, self.options)
@@ -330,15 +328,3 @@ class FastPipeline:
             solved_part(out, case, self.qp, self.built.arrays(x), tn_x, lmp, ac_periods, self.ac)
         out["post_time_s"] = time.perf_counter() - t_post
         return out
-
-
-def _with_peaks(case: Case, peaks: list[np.ndarray]) -> Case:
-    """``case`` with each ADN's first period raised to ``peaks`` (only used to size a rebuild's big-M)."""
-    import dataclasses
-
-    adns = []
-    for adn, peak in zip(case.adns, peaks, strict=True):
-        load = adn.load_p.copy()
-        load[0] = np.maximum(load[0], peak)
-        adns.append(dataclasses.replace(adn, load_p=load))
-    return dataclasses.replace(case, adns=adns)

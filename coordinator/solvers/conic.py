@@ -100,7 +100,6 @@ class ConicProblem:
         self.b = np.concatenate([np.asarray(b_eq, dtype=float), np.zeros(self.n_bound_rows),
                                  np.asarray(b_in, dtype=float), np.asarray(cone_h, dtype=float)])
         self.solver_time_s = 0.0
-        self.solver_calls = 0
 
     def solve(self, lb: np.ndarray, ub: np.ndarray, tol: float = 1e-8, time_limit: float | None = None
               ) -> ConicSolution:
@@ -142,7 +141,6 @@ class ConicProblem:
             return clarabel.DefaultSolver(self.P, self.q, self.A, b, cones, settings).solve()
         finally:
             self.solver_time_s += time.perf_counter() - start
-            self.solver_calls += 1
 
 
 class PyomoConic(ConicProblem):
@@ -221,10 +219,6 @@ class PyomoConic(ConicProblem):
 
     def _cone_terms(self, cone: RotatedCone):
         return [self._term(y) for y in cone.ys], self._term(cone.a), self._term(cone.b)
-
-    def objective_value(self, solution: ConicSolution) -> float | None:
-        """The model's objective (in its own sense) of a conic solution."""
-        return None if solution.objective is None else self.sense * solution.objective
 
     def load(self, x: np.ndarray) -> None:
         for var, value in zip(self.columns, x, strict=True):
