@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from test_plugins import BASE as PLUGIN_BASE
 
 from coordinator.case import Bess
 from scenarios.cli import main
@@ -27,16 +28,7 @@ from simulators.recorder import ROWS_COMPLETE, RunFile, read_run
 ROOT = Path(__file__).resolve().parent.parent
 CLI = "import sys; from scenarios.cli import main; sys.exit(main(sys.argv[1:]))"
 SHORT = ["--hours", "2", "--horizon", "2", "--no-progress"]
-BASE = {
-    "name": "faults",
-    "tn": {"case": "case30", "load_profile": "G0-A"},
-    "day_of_year": 196,
-    "step": "1h",
-    "periods": 2,
-    "start_hour": 10,
-    "adns": [{"name": "adn1", "tn_bus": 7, "placement": "adn1", "load_profile": "H0-A", "pv_profile": "PV3"}],
-    "coordinator": {"horizon_hours": 2, "solver": "fast", "time_limit": 60},
-}
+BASE = {**PLUGIN_BASE, "name": "faults"}  # the small one-ADN scenario of the plugin tests
 # a plugin that behaves for its first step, then misbehaves (NaN load, or a step that never returns)
 PLUGIN = textwrap.dedent(
     """
