@@ -29,6 +29,7 @@ from scenarios.cli_common import (
     _positive,
     add_overwrite_argument,
     add_solver_arguments,
+    check_combination,
     console,
     formulation_from,
 )
@@ -108,7 +109,8 @@ def _with(cfg, **changes):
 def cmd_solve(args: argparse.Namespace) -> int:
     from coordinator.session import PlanningSession
 
-    check_output_file(args.output, args.overwrite)  # cheap checks first: a bad --output costs nothing
+    check_combination(args)  # cheap checks first: a bad combination or --output costs nothing
+    check_output_file(args.output, args.overwrite)
     _, case = load_case(args)
     options = SolveOptions(solver=args.solver, time_limit=args.time_limit, mip_gap=args.mip_gap)
     console.print(f"[bold]tsodso solve[/]: {len(case.adns)} ADNs x {case.periods} periods of {case.step_hours} h, "

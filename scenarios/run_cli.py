@@ -25,6 +25,7 @@ from scenarios.cli_common import (
     _non_negative_float,
     _positive,
     add_formulation_arguments,
+    check_combination,
     console,
     formulation_from,
 )
@@ -50,8 +51,8 @@ def add_run_parser(sub: Any) -> None:
     r.add_argument("--mip-gap", type=_non_negative_float, metavar="G",
                    help="relative optimality gap (default: coordinator.mip_gap or 1e-3)")
     add_formulation_arguments(r)
-    r.add_argument("--scheme", default="dso-led", choices=SCHEMES,
-                   help="coordination scheme solved every step (default: %(default)s)")
+    r.add_argument("--scheme", choices=SCHEMES,
+                   help="coordination scheme solved every step (default: dso-led; with --resume: the run's own)")
     r.add_argument("--output", type=Path, help="HDF5 results file (default: output.path or results/<name>.h5); "
                    "written as <output>.partial and renamed at the successful end")
     r.add_argument("--overwrite", action="store_true", help="replace an existing results file (at the end)")
@@ -85,8 +86,10 @@ def _run(args: argparse.Namespace) -> int:
         else:
             cfg = load_scenario(args.scenario or DEFAULT_SCENARIO)
             settings = _settings(args)
-            scheme = args.scheme
+            scheme = args.scheme or "dso-led"
         plan = resolve(cfg, settings)
+        if resume is None:  # a resumed run keeps its own (checked) settings
+            check_combination(args, solver=plan.solve.solver, schemes=[scheme])
         if scheme == "tso-led":
             from coordinator.tso_led import TsoLedPlanner
 
@@ -144,7 +147,8 @@ def _settings(args: argparse.Namespace) -> Any:
                        overwrite=args.overwrite, formulation=formulation_from(args))
 
 
-RESUME_FIXED = ("hours", "days", "step", "horizon", "solver", "time_limit", "mip_gap", "output")
+RESUME_FIXED = ("hours", "days", "step", "horizon", "solver", "time_limit", "mip_gap", "output", "scheme",
+                "complementarity", "follower", "voltage_cuts")
 
 
 def _resume_setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str]:

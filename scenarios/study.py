@@ -405,7 +405,7 @@ def parse_schemes(text: str) -> list[str]:
 def cmd_study(args: argparse.Namespace) -> int:
     from loguru import logger
 
-    from scenarios.cli_common import UsageError, console, formulation_from
+    from scenarios.cli_common import UsageError, check_combination, console, formulation_from
     from scenarios.config import ScenarioError, load_scenario
     from scenarios.run_cli import _route_logs
 
@@ -415,6 +415,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         config = load_scenario(args.scenario)
     except (ValueError, FileNotFoundError) as exc:  # ScenarioError is a ValueError
         raise UsageError(str(exc)) from exc
+    check_combination(args, schemes=schemes)
     options = StudyOptions(solve=SolveOptions(solver=args.solver, time_limit=args.time_limit, mip_gap=args.mip_gap),
                            formulation=formulation_from(args), periods=args.periods, cosim=args.cosim,
                            runs_dir=args.runs)

@@ -142,6 +142,7 @@ def parse_sweep(data: Any, source: str = "<sweep>", base_dir: str | Path = ".") 
     params = [str(k) for k in grid]
     parser = _mode_parser(mode)
     sweep = Sweep(source=source, mode=mode, scenario_file=scenario_file, parameters=params)
+    parsed: list[tuple[str, argparse.Namespace, dict]] = []
     for index, combo in enumerate(itertools.product(*(grid[k] for k in grid))):
         point = dict(zip(params, combo, strict=True))
         where = f"grid point {index} ({_describe(point)})"
@@ -152,7 +153,7 @@ def parse_sweep(data: Any, source: str = "<sweep>", base_dir: str | Path = ".") 
                 run_argv += ["--scheme", str(value)]
             else:
                 apply_override(scenario, key, value, f"{source}: {where}", f"grid.{key}")
-        _check_argv(parser, mode, run_argv, f"{source}: {where}")
+        parsed.append((f"{source}: {where}", _check_argv(parser, mode, run_argv, f"{source}: {where}"), scenario))
         try:
             parse_scenario(scenario, source=f"{source}: {where}: scenario {scenario_file.name}",
                            base_dir=scenario_file.parent)
@@ -161,7 +162,25 @@ def parse_sweep(data: Any, source: str = "<sweep>", base_dir: str | Path = ".") 
         spec = {"index": index, "mode": mode, "params": point, "argv": run_argv, "scenario": scenario}
         spec["run_id"] = run_id(index, point, spec)
         sweep.runs.append(spec)
+    _check_combinations(parsed)
     return sweep
+
+
+def _check_combinations(points: list[tuple[str, argparse.Namespace, dict]]) -> None:
+    """``cli_common.check_combination`` at every grid point, with the solver the run would use (``run``: the point's
+    scenario ``coordinator.solver`` unless ``--solver`` is given). As in ``tsodso study``, the formulation options
+    are for the DSO-led points: a TSO-led point is refused for them only when no point of the sweep is DSO-led."""
+    from coordinator.solvers.base import DEFAULT_SOLVER
+    from scenarios.cli_common import check_combination
+
+    schemes = {ns.scheme or "dso-led" for _, ns, _ in points}
+    for where, ns, scenario in points:
+        scheme = ns.scheme or "dso-led"
+        if scheme != "dso-led" and "dso-led" in schemes:
+            continue
+        section = scenario.get("coordinator") if isinstance(scenario.get("coordinator"), Mapping) else {}
+        solver = ns.solver or section.get("solver") or DEFAULT_SOLVER
+        check_combination(ns, solver=solver, schemes=[scheme], where=where)
 
 
 def _scenario_file(source: str, value: Any, base_dir: Path) -> Path:
@@ -299,15 +318,15 @@ def option_argv(mode: str, options: Mapping[str, Any], source: str) -> list[str]
     return argv
 
 
-def _check_argv(parser: argparse.ArgumentParser, mode: str, argv: list[str], where: str) -> None:
-    """The whole command line of a run parses (e.g. a ``scheme`` value is one of the choices)."""
+def _check_argv(parser: argparse.ArgumentParser, mode: str, argv: list[str], where: str) -> argparse.Namespace:
+    """The whole command line of a run parses (e.g. a ``scheme`` value is one of the choices); returns it parsed."""
     schemes = [argv[k + 1] for k, a in enumerate(argv[:-1]) if a == "--scheme"]
     choices = next(a.choices for a in parser._actions if a.dest == "scheme")
     if schemes and schemes[-1] not in choices:  # the last --scheme wins, as on the command line
         raise _error(where, "scheme", schemes[-1], "not an allowed value", ", ".join(choices))
     with contextlib.redirect_stderr(io.StringIO()) as err:
         try:
-            parser.parse_args(["scenario.yaml", *argv])
+            return parser.parse_args(["scenario.yaml", *argv])
         except SystemExit:
             raise UsageError(f"{where}: options: {err.getvalue().strip().splitlines()[-1]}") from None
 
