@@ -153,6 +153,19 @@ class LeaderTemplate:
             })
         return {"adns": out}
 
+    def rolled(self, shift: int) -> np.ndarray:
+        """(n,) for each column the column of the same variable ``shift`` periods later (cyclically): the
+        previous plan moved to the current horizon. Every leader variable is indexed by period last."""
+        periods = len(self.model.T)
+        where = {}
+        for c, v in enumerate(self.columns):
+            idx = v.index() if isinstance(v.index(), tuple) else (v.index(),)
+            where[(id(v.parent_component()), idx[:-1], idx[-1])] = c
+        src = np.arange(self.n)
+        for (comp, key, t), c in where.items():
+            src[c] = where.get((comp, key, (t + shift) % periods), c)
+        return src
+
     def theta(self, case: Case, loss_allowance: float) -> np.ndarray:
         """Write ``case``'s data into the data variables and read them back in column order."""
         for a, adn in enumerate(case.adns):
@@ -164,6 +177,16 @@ class LeaderTemplate:
         """The model's data-independent coefficients (purchase big-M) are valid for ``case``'s loads."""
         return all(np.all(adn.load_p.max(axis=0) <= peak + 1e-12)
                    for adn, peak in zip(case.adns, self.load_peaks, strict=True))
+
+
+@dataclass
+class Plan:
+    """What a solve leaves for the next one to start from."""
+
+    x: np.ndarray
+    start_hour: float
+    w: list[np.ndarray]  # per period, the withdrawals at the follower's host buses
+    leaders: LeaderTemplate
 
 
 @dataclass
@@ -258,6 +281,39 @@ class BuiltModel:
         lam = np.column_stack(lams)
         return tn_x, {n: lam[row] for n, row in self.qp.balance_row.items()}
 
+    def integer_hint(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Columns and values of the follower binaries that each period's follower picks at ``x``'s withdrawals."""
+        cols, vals = [], []
+        for form, off, host in zip(self.forms, self.offsets, self.hosts, strict=True):
+            if form.integer_hint is None:
+                continue
+            picked = form.integer_hint(host @ x)
+            if picked is not None:
+                cols.append(off + np.flatnonzero(form.integer))
+                vals.append(picked)
+        if not cols:
+            return np.zeros(0, dtype=int), np.zeros(0)
+        return np.concatenate(cols), np.concatenate(vals)
+
+    def warm_start(self, previous: Plan, case: Case) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every binary's value in the previous plan moved to ``case``'s horizon: the leaders' binaries of the
+        same variable, the follower's pick at the previous withdrawals of the same hour."""
+        if previous.leaders is not self.leaders:
+            return None
+        shift = int(round((case.start_hour - previous.start_hour) / case.step_hours)) % case.periods
+        src = self.leaders.rolled(shift)
+        cols = [np.flatnonzero(self.leaders.integer)]
+        vals = [np.round(previous.x[src[cols[0]]])]
+        for t, (form, off) in enumerate(zip(self.forms, self.offsets, strict=True)):
+            if form.integer_hint is None:
+                continue
+            picked = form.integer_hint(previous.w[(t + shift) % case.periods])
+            if picked is None:
+                return None
+            cols.append(off + np.flatnonzero(form.integer))
+            vals.append(picked)
+        return np.concatenate(cols), np.concatenate(vals)
+
     def size(self, problem: ConicProblem) -> dict:
         return {"variables": problem.n, "binaries": int(problem.integer.sum()),
                 "constraints": int(problem.n_eq + problem.n_nonneg - problem.n_bound_rows + problem.n_soc),
@@ -309,6 +365,7 @@ class FastPipeline:
         self.built = BuiltModel(LeaderTemplate(case, formulation.voltage_cuts, formulation.loss_allowance), self.qp,
                                 formulation, RegionCache(self.qp))
         self.build_time_s = time.perf_counter() - start
+        self.previous: Plan | None = None
 
     def solve(self, case: Case, ac_periods: list[int] | None = None) -> dict:
         start = time.perf_counter()
@@ -319,7 +376,10 @@ class FastPipeline:
                                                 peaks)
         problem = self.built.assemble(case)
         model_time = time.perf_counter() - start
-        report, x = branch_and_bound(problem, self.options)
+        guess = self.built.warm_start(self.previous, case) if self.previous else None
+        report, x = branch_and_bound(problem, self.options, hint=self.built.integer_hint, guess=guess)
+        if x is not None:
+            self.previous = Plan(x, case.start_hour, [host @ x for host in self.built.hosts], self.built.leaders)
         t_post = time.perf_counter()
         out = status_part("dso-led", case, report, model_time, self.built.size(problem),
                           self.built.formulation_info())

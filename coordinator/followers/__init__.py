@@ -10,11 +10,15 @@ gives the leaders' energy payment ``sum_n lambda_n w_n`` ($/h), the TN dispatch 
 - ``hull`` (``hull.py``): a few critical regions cover the box: their exact convex-hull disjunction.
 - ``kkt`` (``kkt.py``): primal and dual feasibility, stationarity, big-M complementarity, strong-duality payment.
 
+A form with binaries also says which binaries the follower's own answer at a given ``w`` picks (``integer_hint``):
+rounding a relaxed point cannot guess a consistent complementarity pattern, the DC-OPF at the relaxed ``w`` can.
+
 ``choose_forms`` is the one place that decides, period by period, which form a model gets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +49,9 @@ class FollowerForm:
     x_map: np.ndarray  # (n_var, 1 + k + n): TN primal x = x_map @ [1, w, local]
     lam_map: np.ndarray  # (n_bus_rows, 1 + k + n): equality duals of the balance rows (LMPs), same layout
     info: dict = field(default_factory=dict)
+    # w -> values of the integer locals (in column order) that the follower's own answer at w picks: a primal
+    # heuristic for the branch and bound (the active set of the DC-OPF, the region that contains w)
+    integer_hint: Callable[[np.ndarray], np.ndarray | None] | None = None
 
     @property
     def n_local(self) -> int:

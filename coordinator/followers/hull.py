@@ -70,7 +70,20 @@ def hull_form(qp: FollowerQP, regions: list[AffineFollower], lo: np.ndarray, hi:
         kind="hull", buses=buses, lb=lb, ub=ub, integer=integer, eq_w=eq_w, eq_loc=eq_loc, eq_b=np.array(eq_b),
         in_w=in_w, in_loc=in_loc, in_b=np.array(in_b), cones=cones, pay_w=np.zeros(k), pay_ww=np.zeros((k, k)),
         pay_loc=pay_loc, pay_ll=sp.csr_matrix((n, n)), pay_const=0.0, x_map=x_map, lam_map=lam_map,
-        info={"regions": len(regions)})
+        info={"regions": len(regions)}, integer_hint=_containing_region(regions))
+
+
+def _containing_region(regions: list[AffineFollower]):
+    """w -> the one-hot pick (the integer locals are the deltas, in region order) of the region that contains w
+    deepest (largest smallest facet slack)."""
+
+    def hint(w: np.ndarray) -> np.ndarray:
+        depth = [float(np.min(r.cut0 + r.cuts @ w, initial=np.inf)) for r in regions]
+        out = np.zeros(len(regions))
+        out[int(np.argmax(depth))] = 1.0
+        return out
+
+    return hint
 
 
 def _split(rows, k: int, n: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:

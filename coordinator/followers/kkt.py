@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from coordinator.blocks.dcopf import FollowerQP
+from coordinator.follower import FollowerInfeasible, solve_follower
 from coordinator.followers import FollowerForm
 
 
@@ -60,4 +61,19 @@ def kkt_form(qp: FollowerQP, buses: list[int], demand: dict[int, float], price_c
         kind="kkt", buses=list(buses), lb=lb, ub=ub, integer=integer, eq_w=eq_w, eq_loc=eq_loc, eq_b=eq_b,
         in_w=sp.csr_matrix((2 * mi, k)), in_loc=in_loc, in_b=in_b, cones=[], pay_w=np.zeros(k),
         pay_ww=np.zeros((k, k)), pay_loc=pay_loc, pay_ll=pay_ll, pay_const=0.0, x_map=x_map, lam_map=lam_map,
-        info={"complementarity_pairs": mi})
+        info={"complementarity_pairs": mi}, integer_hint=_active_set(qp, buses, demand, price_cap))
+
+
+def _active_set(qp: FollowerQP, buses: list[int], demand: dict[int, float], price_cap: float):
+    """w -> the complementarity binaries of the DC-OPF's own solution at w: z = 1 where the dual outweighs the
+    slack (each scaled by its big-M), so the trial keeps exactly the follower's active set."""
+
+    def hint(w: np.ndarray) -> np.ndarray | None:
+        try:
+            sol = solve_follower(qp, qp.b_eq(demand, dict(zip(buses, w, strict=True))))
+        except FollowerInfeasible:
+            return None
+        slack = np.maximum(qp.b_in - qp.a_in @ sol.x, 0.0)
+        return (sol.mu / price_cap > slack / np.maximum(qp.slack_max, 1e-9)).astype(float)
+
+    return hint

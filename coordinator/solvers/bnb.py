@@ -14,6 +14,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyomo.environ as pyo
@@ -48,8 +50,19 @@ def solve_fast(model: pyo.ConcreteModel, options: SolveOptions) -> SolveReport:
     return report
 
 
-def branch_and_bound(form: ConicProblem, options: SolveOptions) -> tuple[SolveReport, np.ndarray | None]:
-    """Best-first branch and bound over ``form``'s integer columns; returns the report and the best point."""
+Hint = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # relaxed x -> (integer columns, values to try)
+
+
+def branch_and_bound(form: ConicProblem, options: SolveOptions, hint: Hint | None = None,
+                     guess: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[SolveReport, np.ndarray | None]:
+    """Best-first branch and bound over ``form``'s integer columns; returns the report and the best point.
+
+    ``hint`` overrides the rounding of some binaries in each node's trial (the follower's own pick at the relaxed
+    point: rounding cannot guess a consistent complementarity pattern). ``guess`` (integer columns, values) is a
+    guess of the optimal binaries, e.g. the previous step's plan: it is solved beside the root relaxation, in a
+    second thread (Clarabel releases the GIL; ``options.threads == 1`` turns this off), and when it is within the
+    gap of the root the solve costs one relaxation's wall time.
+    """
     start = time.perf_counter()
     deadline = start + (options.time_limit if options.time_limit is not None else float("inf"))
     ints = np.flatnonzero(form.integer)
@@ -62,7 +75,9 @@ def branch_and_bound(form: ConicProblem, options: SolveOptions) -> tuple[SolveRe
                           message=message, solver_time_s=form.solver_time_s)
         return rep, None
 
-    root = form.solve(form.lb, form.ub, time_limit=_left(deadline))
+    root, warm = _root_and_guess(form, guess if options.threads != 1 else None, deadline)
+    if warm is not None and warm.status == "optimal" and _integral(warm.x[ints]):
+        best_x, best_obj = warm.x, warm.objective
     if root.status == "infeasible":
         return report(INFEASIBLE, None, None, "the continuous relaxation is infeasible")
     if root.status == "time_limit":
@@ -82,10 +97,13 @@ def branch_and_bound(form: ConicProblem, options: SolveOptions) -> tuple[SolveRe
             continue
         nodes += 1
         frac = np.abs(x[ints] - np.round(x[ints]))
-        if frac.max(initial=0.0) <= INT_TOL:
+        if _integral(x[ints]):
             best_x, best_obj = x, node_obj
             continue
         rounded, conflict = _implied_rounding(form, ints, x)
+        if hint is not None:
+            cols, values = hint(x)
+            rounded[np.searchsorted(ints, cols)] = values
         trial_lb, trial_ub = lb.copy(), ub.copy()
         trial_lb[ints] = trial_ub[ints] = np.clip(rounded, lb[ints], ub[ints])
         trial = form.solve(trial_lb, trial_ub, time_limit=_left(deadline))
@@ -122,6 +140,23 @@ def branch_and_bound(form: ConicProblem, options: SolveOptions) -> tuple[SolveRe
         message += "; stopped at the time limit, best incumbent loaded" if heap else "; gap left by unsolved nodes"
     rep, _ = report(status, best_obj, bound, message)
     return rep, x
+
+
+def _root_and_guess(form: ConicProblem, guess: tuple[np.ndarray, np.ndarray] | None, deadline: float):
+    """The root relaxation and, if given, the guess with its binaries fixed, solved side by side."""
+    if guess is None:
+        return form.solve(form.lb, form.ub, time_limit=_left(deadline)), None
+    cols, values = guess
+    lb, ub = form.lb.copy(), form.ub.copy()
+    lb[cols] = ub[cols] = np.clip(values, form.lb[cols], form.ub[cols])
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        warm = pool.submit(form.solve, lb, ub, time_limit=_left(deadline))
+        root = form.solve(form.lb, form.ub, time_limit=_left(deadline))
+        return root, warm.result()
+
+
+def _integral(values: np.ndarray) -> bool:
+    return bool(np.abs(values - np.round(values)).max(initial=0.0) <= INT_TOL)
 
 
 def _implied_rounding(form: ConicProblem, ints: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

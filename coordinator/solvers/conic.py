@@ -9,6 +9,7 @@ row, so fixing a binary at a branch-and-bound node only changes ``b``: the matri
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from pyomo.repn import generate_standard_repn
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
 from coordinator.cones import RotatedCone, registered_cones
+from coordinator.solvers.presolve import Presolver, Reduced
 
 # statuses that a second attempt would not change ("Almost...Infeasible" is numerical doubt: retried, then an error)
 _FINAL = ("Solved", "AlmostSolved", "PrimalInfeasible", "DualInfeasible", "MaxTime")
@@ -100,6 +102,8 @@ class ConicProblem:
         self.b = np.concatenate([np.asarray(b_eq, dtype=float), np.zeros(self.n_bound_rows),
                                  np.asarray(b_in, dtype=float), np.asarray(cone_h, dtype=float)])
         self.solver_time_s = 0.0
+        self._timing = threading.Lock()  # branch and bound may solve two nodes at once
+        self._presolver = Presolver(self.P, self.q, self.A, self.n_eq, self.n_bound_rows, self.n_nonneg)
 
     def solve(self, lb: np.ndarray, ub: np.ndarray, tol: float = 1e-8, time_limit: float | None = None
               ) -> ConicSolution:
@@ -107,27 +111,35 @@ class ConicProblem:
             return ConicSolution("infeasible", None, None)
         if np.any(np.isfinite(ub) & ~np.isfinite(self.ub)) or np.any(np.isfinite(lb) & ~np.isfinite(self.lb)):
             raise ValueError("a bound was added to a variable that had none when the conic form was built")
-        b = self.b.copy()
-        start = self.bound_row
-        b[start:start + len(self.ub_cols)] = ub[self.ub_cols]
-        start += len(self.ub_cols)
-        b[start:start + len(self.lb_cols)] = -lb[self.lb_cols]
-        cones = [clarabel.ZeroConeT(self.n_eq), clarabel.NonnegativeConeT(self.n_nonneg)]
+        red = self.reduced(lb, ub)
+        if red is None:  # the fixings contradict each other: no solve needed
+            return ConicSolution("infeasible", None, None)
+        cones = [clarabel.ZeroConeT(red.n_eq), clarabel.NonnegativeConeT(red.n_nonneg)]
         cones += [clarabel.SecondOrderConeT(d) for d in self.soc_dims]
-        sol = self._clarabel(b, cones, tol, time_limit, presolve=True, max_iter=200)
+        sol = self._clarabel(red, cones, tol, time_limit, presolve=True, max_iter=200)
         status = str(sol.status)
         if status not in _FINAL:  # numerical trouble: once more without presolve and with more iterations
-            sol = self._clarabel(b, cones, 10 * tol, time_limit, presolve=False, max_iter=500)
+            sol = self._clarabel(red, cones, 10 * tol, time_limit, presolve=False, max_iter=500)
             status = str(sol.status)
         if status in ("Solved", "AlmostSolved"):
-            return ConicSolution("optimal", np.array(sol.x), float(sol.obj_val) + self.obj_const)
+            objective = float(sol.obj_val) + red.const + self.obj_const
+            return ConicSolution("optimal", red.expand(np.array(sol.x)), objective)
         if status in ("PrimalInfeasible", "DualInfeasible"):
             return ConicSolution("infeasible", None, None)
         if status == "MaxTime":
             return ConicSolution("time_limit", None, None)
         return ConicSolution("error", None, None)
 
-    def _clarabel(self, b: np.ndarray, cones: list, tol: float, time_limit: float | None, presolve: bool,
+    def reduced(self, lb: np.ndarray, ub: np.ndarray) -> Reduced | None:
+        """The problem with these bounds as Clarabel gets it (``None``: the bounds contradict the rows)."""
+        b = self.b.copy()
+        start = self.bound_row
+        b[start:start + len(self.ub_cols)] = ub[self.ub_cols]
+        start += len(self.ub_cols)
+        b[start:start + len(self.lb_cols)] = -lb[self.lb_cols]
+        return self._presolver.reduce(lb, ub, b)
+
+    def _clarabel(self, red: Reduced, cones: list, tol: float, time_limit: float | None, presolve: bool,
                   max_iter: int):
         settings = clarabel.DefaultSettings()
         settings.verbose = False
@@ -138,9 +150,10 @@ class ConicProblem:
             settings.time_limit = max(time_limit, 0.1)
         start = time.perf_counter()
         try:
-            return clarabel.DefaultSolver(self.P, self.q, self.A, b, cones, settings).solve()
+            return clarabel.DefaultSolver(red.P, red.q, red.A, red.b, cones, settings).solve()
         finally:
-            self.solver_time_s += time.perf_counter() - start
+            with self._timing:
+                self.solver_time_s += time.perf_counter() - start
 
 
 class PyomoConic(ConicProblem):
