@@ -121,6 +121,7 @@ class LeaderTemplate:
         self.cones = self._cone_rows(cones)
         self.n_cones = len(cones)
         self.maps = self._index_maps(case)
+        self._rolled: dict[int, np.ndarray] = {}
 
     def _term(self, var) -> tuple[dict[int, float], float]:
         col = self.col.of(var)
@@ -156,15 +157,17 @@ class LeaderTemplate:
     def rolled(self, shift: int) -> np.ndarray:
         """(n,) for each column the column of the same variable ``shift`` periods later (cyclically): the
         previous plan moved to the current horizon. Every leader variable is indexed by period last."""
-        periods = len(self.model.T)
-        where = {}
-        for c, v in enumerate(self.columns):
-            idx = v.index() if isinstance(v.index(), tuple) else (v.index(),)
-            where[(id(v.parent_component()), idx[:-1], idx[-1])] = c
-        src = np.arange(self.n)
-        for (comp, key, t), c in where.items():
-            src[c] = where.get((comp, key, (t + shift) % periods), c)
-        return src
+        if shift not in self._rolled:
+            periods = len(self.model.T)
+            where = {}
+            for c, v in enumerate(self.columns):
+                idx = v.index() if isinstance(v.index(), tuple) else (v.index(),)
+                where[(id(v.parent_component()), idx[:-1], idx[-1])] = c
+            src = np.arange(self.n)
+            for (comp, key, t), c in where.items():
+                src[c] = where.get((comp, key, (t + shift) % periods), c)
+            self._rolled[shift] = src
+        return self._rolled[shift]
 
     def theta(self, case: Case, loss_allowance: float) -> np.ndarray:
         """Write ``case``'s data into the data variables and read them back in column order."""

@@ -8,6 +8,8 @@ horizon for the warm-started ones.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -104,3 +106,29 @@ def test_a_run_warm_started_from_its_previous_plan_stays_within_the_gap() -> Non
         assert got["status"] == cold["status"] == "optimal"
         assert got["objective"] == pytest.approx(cold["objective"], rel=1e-4)
         assert got["objective"] >= cold["objective"] - 1e-6 * abs(cold["objective"])
+
+
+@pytest.mark.parametrize("failure, words", [("time_limit", "cut off by the time limit"),
+                                            ("error", "failed numerically")])
+def test_an_unsolved_child_is_reported_by_its_cause(failure: str, words: str) -> None:
+    # columns [z1, z2, x1, x2]: min -x1 - x2  s.t.  2 z1 + 2 z2 <= 3,  x_i <= z_i: the root has z2 = 1/2
+    rows = sp.csr_matrix([[2.0, 2.0, 0, 0], [-1.0, 0, 1.0, 0], [0, -1.0, 0, 1.0]])
+    problem = ConicProblem(P=sp.csc_matrix((4, 4)), q=np.array([0.0, 0.0, -1.0, -1.0]), a_eq=sp.csr_matrix((0, 4)),
+                           b_eq=np.zeros(0), a_in=rows,
+                           b_in=np.array([3.0, 0.0, 0.0]), cones=(sp.csr_matrix((0, 4)), np.zeros(0), []),
+                           lb=np.zeros(4), ub=np.ones(4), integer=np.array([True, True, False, False]))
+    real_solve = problem.solve
+    calls = []
+
+    def solve(lb, ub, **kw):  # the root solves, its rounding trial finds nothing, its children fail
+        calls.append(1)
+        got = real_solve(lb, ub, **kw)
+        if len(calls) > 1:
+            return dataclasses.replace(got, status="infeasible" if len(calls) == 2 else failure, x=None,
+                                       objective=None)
+        return got
+
+    problem.solve = solve
+    report, _ = branch_and_bound(problem, SolveOptions(mip_gap=1e-9))
+    other = "failed numerically" if failure == "time_limit" else "time limit"
+    assert words in report.message and other not in report.message

@@ -87,7 +87,7 @@ def branch_and_bound(form: ConicProblem, options: SolveOptions, hint: Hint | Non
     heap = [(root.objective, next(counter), form.lb.copy(), form.ub.copy(), root.x)]
     nodes = 0
     closed_bound = np.inf  # relaxation values of nodes closed by the gap test: still part of the proven bound
-    unsolved = 0
+    unsolved = {"error": 0, "time_limit": 0}  # children neither solved nor pruned, by cause
     while heap and time.perf_counter() < deadline:
         bound = heap[0][0]
         if best_x is not None and _gap(best_obj, bound) <= options.mip_gap:
@@ -121,21 +121,20 @@ def branch_and_bound(form: ConicProblem, options: SolveOptions, hint: Hint | Non
             child = form.solve(child_lb, child_ub, time_limit=_left(deadline))
             if child.status in ("error", "time_limit"):  # unsolved, not pruned: its parent's bound stays
                 closed_bound = min(closed_bound, node_obj)
-                unsolved += 1
+                unsolved[child.status] += 1
             elif child.status == "optimal" and child.objective < best_obj:
                 heapq.heappush(heap, (child.objective, next(counter), child_lb, child_ub, child.x))
     bound = min(heap[0][0] if heap else np.inf, closed_bound, best_obj)
     if best_x is None:
-        if not heap and not unsolved:
+        if not heap and not sum(unsolved.values()):
             return report(INFEASIBLE, None, None, f"no integer-feasible node ({nodes} nodes)")
         if not heap:
-            return report(NO_SOLUTION, None, closed_bound,
-                          f"{unsolved} nodes failed numerically in Clarabel; no incumbent")
+            return report(NO_SOLUTION, None, closed_bound, f"{_unsolved(unsolved)}; no incumbent")
         return report(NO_SOLUTION, None, heap[0][0], f"time limit after {nodes} nodes without incumbent")
     x = best_x.copy()
     x[ints] = np.round(x[ints])
     status = OPTIMAL if _gap(best_obj, bound) <= options.mip_gap else FEASIBLE
-    message = f"{nodes} nodes" + (f", {unsolved} failed numerically (their bound kept)" if unsolved else "")
+    message = f"{nodes} nodes" + (f", {_unsolved(unsolved)} (their bound kept)" if sum(unsolved.values()) else "")
     if status == FEASIBLE:
         message += "; stopped at the time limit, best incumbent loaded" if heap else "; gap left by unsolved nodes"
     rep, _ = report(status, best_obj, bound, message)
@@ -153,6 +152,12 @@ def _root_and_guess(form: ConicProblem, guess: tuple[np.ndarray, np.ndarray] | N
         warm = pool.submit(form.solve, lb, ub, time_limit=_left(deadline))
         root = form.solve(form.lb, form.ub, time_limit=_left(deadline))
         return root, warm.result()
+
+
+def _unsolved(unsolved: dict[str, int]) -> str:
+    parts = [f"{unsolved['error']} nodes failed numerically in Clarabel" if unsolved["error"] else "",
+             f"{unsolved['time_limit']} nodes cut off by the time limit" if unsolved["time_limit"] else ""]
+    return ", ".join(p for p in parts if p)
 
 
 def _integral(values: np.ndarray) -> bool:
