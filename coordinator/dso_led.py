@@ -24,7 +24,7 @@ from coordinator.blocks.adns import (  # noqa: F401  (re-exported for callers of
 from coordinator.blocks.dcopf import FollowerQP, dcopf_qp
 from coordinator.blocks.der import set_adn_data
 from coordinator.blocks.kkt import add_kkt, follower_payment
-from coordinator.blocks.regions import add_region_disjunction
+from coordinator.blocks.regions import Reader, add_region_disjunction
 from coordinator.case import Case
 from coordinator.model import PyomoModel
 from coordinator.parametric import AffineFollower, explore_regions, withdrawal_box
@@ -93,13 +93,14 @@ def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> Pyomo
     add_kkt(m.follower, qp, kkt_periods, balance_rhs(m, case, qp), formulation.complementarity,
             case.prices.price_cap)
     m.hull = pyo.Block(hull_periods)
+    hull_readers = {}
     for t in hull_periods:
         buses = regions[t][0].buses
         lo, hi = withdrawal_box(case, t, formulation.loss_allowance)
-        add_region_disjunction(m.hull[t], regions[t], [pcc_withdrawal_at(m, case, n, t) for n in buses],
-                               np.array([lo[n] for n in buses]), np.array([hi[n] for n in buses]),
-                               [qp.balance_row[n] for n in buses])
-    tn_x, lmp = add_follower_views(m, case, qp, affine)
+        hull_readers[t] = add_region_disjunction(
+            m.hull[t], regions[t], [pcc_withdrawal_at(m, case, n, t) for n in buses],
+            np.array([lo[n] for n in buses]), np.array([hi[n] for n in buses]), [qp.balance_row[n] for n in buses])
+    tn_x, lmp = add_follower_views(m, case, qp, affine, hull_readers)
 
     def energy_payment(_, t):
         if case.price_mode == "tariff":
@@ -129,17 +130,17 @@ def follower_regions(case: Case, qp: FollowerQP, formulation: Formulation) -> di
     return out
 
 
-def add_follower_views(m: pyo.Block, case: Case, qp: FollowerQP, affine: dict[int, AffineFollower]
-                       ) -> tuple[pyo.Expression, pyo.Expression]:
+def add_follower_views(m: pyo.Block, case: Case, qp: FollowerQP, affine: dict[int, AffineFollower],
+                       hull: dict[int, tuple[Reader, Reader]]) -> tuple[pyo.Expression, pyo.Expression]:
     """``tn_x[j, t]`` and ``lmp[n, t]`` (added to ``m``, returned for ``PyomoModel``) read the follower the same way
-    whichever form each period has."""
+    whichever form each period has (``hull[t]``: the readers of period t's region disjunction)."""
 
     def w_vector(t, buses):
         return [pcc_withdrawal_at(m, case, n, t) for n in buses]
 
     def tn_x(_, j, t):
-        if t in m.hull:
-            return m.hull[t].x_of(j)
+        if t in hull:
+            return hull[t][0](j)
         if t not in affine:
             return m.follower.x[j, t]
         af = affine[t]
@@ -147,8 +148,8 @@ def add_follower_views(m: pyo.Block, case: Case, qp: FollowerQP, affine: dict[in
 
     def lmp(_, n, t):
         row = qp.balance_row[n]
-        if t in m.hull:
-            return m.hull[t].lam_of(row)
+        if t in hull:
+            return hull[t][1](row)
         if t not in affine:
             return m.follower.lam[row, t]
         af = affine[t]

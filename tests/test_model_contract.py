@@ -6,6 +6,7 @@ fast pipeline's ``formulation`` section for the same case, and a solve through `
 
 from __future__ import annotations
 
+import numpy as np
 import pyomo.environ as pyo
 import pytest
 
@@ -15,9 +16,42 @@ from coordinator.results import collect
 from coordinator.session import PlanningSession
 from coordinator.solvers.base import SolveOptions, SolveReport
 from coordinator.toy import toy_case
-from coordinator.tso_led import build_stage1
+from coordinator.tso_led import build_stage1, build_stage2
 
 OLD_ATTRIBUTES = ("qp", "scheme", "affine_periods", "region_periods", "formulation_info", "relaxed_binaries")
+
+
+def _pyomo_own_attributes() -> set[str]:
+    probe = pyo.ConcreteModel()
+    probe.sub = pyo.Block()
+    return set(vars(probe)) | set(vars(probe.sub))
+
+
+def plain_attributes(model: pyo.Block) -> list[str]:
+    """Attributes of ``model``'s blocks that are neither Pyomo components, nor Pyomo's own, nor the cone registry."""
+    own = _pyomo_own_attributes()
+    return [f"{blk.name}.{name}" for blk in model.block_data_objects() for name, value in vars(blk).items()
+            if name not in own and name != "cones" and not isinstance(value, pyo.Component)]
+
+
+def test_the_probe_sees_an_ad_hoc_attribute() -> None:
+    m = pyo.ConcreteModel()
+    m.b = pyo.Block()
+    m.b.x = pyo.Var()
+    assert plain_attributes(m) == []
+    m.b.scheme = "dso-led"
+    assert plain_attributes(m) == ["b.scheme"]
+
+
+@pytest.mark.parametrize("follower", ["auto", "kkt"])
+def test_no_ad_hoc_attributes_on_any_built_model(follower: str) -> None:
+    case = toy_case(periods=4, n_adns=3, fmax=60.0)
+    stage1 = build_stage1(case)
+    for v in stage1.model.component_data_objects(pyo.Var):  # stage 2 reads a stage-1 schedule: any values do
+        v.set_value(0.0, skip_validation=True)
+    stage2 = build_stage2(case, stage1.model, np.zeros((3, 4)), 1.0, stage1.qp)
+    for pm in (build_dso_led(case, Formulation(follower=follower)), stage1, stage2):
+        assert plain_attributes(pm.model) == [], pm.model.name
 
 
 @pytest.mark.parametrize(("kw", "follower"), [(dict(periods=4, n_adns=3, fmax=60.0), "auto"),
