@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyomo.environ as pyo
 
 from coordinator.blocks.dcopf import FollowerQP
+
+if TYPE_CHECKING:  # dso_led imports this module
+    from coordinator.dso_led import Formulation
 
 FORM_KINDS = ("affine", "hull", "kkt")  # the follower forms of coordinator.followers (FollowerForm.kind)
 
@@ -36,7 +39,7 @@ class PyomoModel:
     model: pyo.ConcreteModel
     qp: FollowerQP
     scheme: str
-    formulation: Any = None  # coordinator.dso_led.Formulation (not imported: dso_led imports this module)
+    formulation: Formulation | None = None
     forms: tuple[str, ...] = ()
     tn_x: Any = None
     lmp: Any = None
@@ -59,7 +62,7 @@ class PyomoModel:
         return {} if self.formulation is None else formulation_info(self.formulation, self.forms)
 
 
-def formulation_info(formulation: Any, kinds: Sequence[str]) -> dict:
+def formulation_info(formulation: Formulation, kinds: Sequence[str]) -> dict:
     """The result's ``formulation`` section (docs/results-schema.md) from the options and each period's form;
     shared by the Pyomo path and the fast pipeline so both report the same fields."""
     f = formulation
