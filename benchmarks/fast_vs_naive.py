@@ -73,17 +73,18 @@ def run_one(scenario: str, n_adns: int, periods: int, start_hour: float | None, 
         session = PlanningSession(case, Formulation(follower=follower), options)
         result = session.solve(case, ac_periods=[])
         row["cpu_s"] = time.process_time() - cpu  # this process's CPU time for build + solve + collect
-        m = session.model
+        forms = result.get("formulation", {})
         row.update(result["model"])
         row.update(build_s=session.build_time_s, solve_s=result["solve_time_s"],
                    total_s=session.build_time_s + result["solve_time_s"], status=result["status"],
                    termination=result["termination"], gap=result["mip_gap"], objective=result["objective"],
                    bound=result["bound"], message=result["message"], solver_name=result["solver"],
-                   affine_periods=len(getattr(m, "affine_periods", [])),
-                   region_periods=len(getattr(m, "region_periods", [])))
+                   affine_periods=len(forms.get("affine_periods", [])),
+                   region_periods=len(forms.get("region_periods", [])))
         row["kkt_periods"] = periods - row["affine_periods"] - row["region_periods"]
         if result["objective"] is not None:
-            row["objective_pyomo"] = float(pyo.value(m.objective))  # the loaded point, evaluated by Pyomo
+            if session.built is not None:  # the Pyomo path: the loaded point, evaluated by Pyomo
+                row["objective_pyomo"] = float(pyo.value(session.built.model.objective))
             row["follower_cost_rel_gap"] = result.get("checks", {}).get("follower_cost_rel_gap")
     except Exception as exc:  # noqa: BLE001 - a failed run is a row, not the end of the benchmark
         row["message"] = f"{type(exc).__name__}: {exc}"

@@ -24,8 +24,9 @@ from coordinator.blocks.adns import (  # noqa: F401  (re-exported for callers of
 from coordinator.blocks.dcopf import FollowerQP, dcopf_qp
 from coordinator.blocks.der import set_adn_data
 from coordinator.blocks.kkt import add_kkt, follower_payment
-from coordinator.blocks.regions import add_region_disjunction
+from coordinator.blocks.regions import Reader, add_region_disjunction
 from coordinator.case import Case
+from coordinator.model import PyomoModel
 from coordinator.parametric import AffineFollower, explore_regions, withdrawal_box
 
 PRICE_MODES = ("lmp", "tariff")
@@ -69,8 +70,9 @@ def tariff_payment(m: pyo.Block, t: int):
     return sum(m.tariff_import[t] * m.pcc.p_imp[a, t] - m.tariff_export[t] * m.pcc.p_exp[a, t] for a in m.pcc.A)
 
 
-def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.ConcreteModel:
-    """Single-level MISOCP of the DSO-led bilevel problem (docs/formulation.md, "The single-level model")."""
+def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> PyomoModel:
+    """Single-level MISOCP of the DSO-led bilevel problem (docs/formulation.md, "The single-level model"), with
+    each period's follower form and the TN views beside it (``coordinator.model``)."""
     case.validate()
     if case.price_mode not in PRICE_MODES:
         raise ValueError(f"price_mode {case.price_mode!r} is not one of {PRICE_MODES}")
@@ -83,7 +85,6 @@ def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.C
     add_tn_demand(m, case)
     add_tariffs(m, case)
     qp = dcopf_qp(case.tn)
-    m.qp = qp
     regions = follower_regions(case, qp, formulation) if formulation.follower == "auto" else {}
     affine = {t: rs[0] for t, rs in regions.items() if len(rs) == 1}
     hull_periods = sorted(t for t, rs in regions.items() if len(rs) > 1)
@@ -92,19 +93,20 @@ def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.C
     add_kkt(m.follower, qp, kkt_periods, balance_rhs(m, case, qp), formulation.complementarity,
             case.prices.price_cap)
     m.hull = pyo.Block(hull_periods)
+    hull_readers = {}
     for t in hull_periods:
         buses = regions[t][0].buses
         lo, hi = withdrawal_box(case, t, formulation.loss_allowance)
-        add_region_disjunction(m.hull[t], regions[t], [pcc_withdrawal_at(m, case, n, t) for n in buses],
-                               np.array([lo[n] for n in buses]), np.array([hi[n] for n in buses]),
-                               [qp.balance_row[n] for n in buses])
-    add_follower_views(m, case, qp, affine)
+        hull_readers[t] = add_region_disjunction(
+            m.hull[t], regions[t], [pcc_withdrawal_at(m, case, n, t) for n in buses],
+            np.array([lo[n] for n in buses]), np.array([hi[n] for n in buses]), [qp.balance_row[n] for n in buses])
+    tn_x, lmp = add_follower_views(m, case, qp, affine, hull_readers)
 
     def energy_payment(_, t):
         if case.price_mode == "tariff":
             return tariff_payment(m, t)
         if t in affine:
-            return affine_payment(m, case, affine[t], t)
+            return affine_payment(m, case, qp, affine[t], t)
         if t in hull_periods:
             return m.hull[t].payment
         return follower_payment(m.follower, qp, t, lambda n: m.tn_demand[n, t])
@@ -113,19 +115,8 @@ def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> pyo.C
     m.dso_cost = pyo.Expression(m.T, rule=lambda _, t: m.energy_payment[t]
                                 + sum(dso_operating_cost(m, case, a, t) for a in m.pcc.A))
     m.objective = pyo.Objective(expr=case.step_hours * sum(m.dso_cost[t] for t in m.T), sense=pyo.minimize)
-    m.scheme = "dso-led"
-    m.affine_periods = sorted(affine)
-    m.region_periods = hull_periods
-    m.formulation_info = {
-        "follower": formulation.follower, "complementarity": formulation.complementarity,
-        "voltage_cuts": formulation.voltage_cuts, "loss_allowance": formulation.loss_allowance,
-        "affine_periods": sorted(affine), "region_periods": hull_periods, "kkt_periods": kkt_periods,
-        "exact": not formulation.voltage_cuts,
-        "note": ("voltage cuts restrict the feasible set (conservative near Vmax)" if formulation.voltage_cuts
-                 else "every reformulation is exact: affine/region periods are proven, KKT periods are the plain "
-                      "single-level model"),
-    }
-    return m
+    forms = tuple("affine" if t in affine else "hull" if t in hull_periods else "kkt" for t in range(case.periods))
+    return PyomoModel(m, qp, "dso-led", formulation, forms, tn_x, lmp)
 
 
 def follower_regions(case: Case, qp: FollowerQP, formulation: Formulation) -> dict[int, list[AffineFollower]]:
@@ -139,15 +130,17 @@ def follower_regions(case: Case, qp: FollowerQP, formulation: Formulation) -> di
     return out
 
 
-def add_follower_views(m: pyo.Block, case: Case, qp: FollowerQP, affine: dict[int, AffineFollower]) -> None:
-    """``m.tn_x[j, t]`` and ``m.lmp[n, t]`` read the follower the same way whichever form each period has."""
+def add_follower_views(m: pyo.Block, case: Case, qp: FollowerQP, affine: dict[int, AffineFollower],
+                       hull: dict[int, tuple[Reader, Reader]]) -> tuple[pyo.Expression, pyo.Expression]:
+    """``tn_x[j, t]`` and ``lmp[n, t]`` (added to ``m``, returned for ``PyomoModel``) read the follower the same way
+    whichever form each period has (``hull[t]``: the readers of period t's region disjunction)."""
 
     def w_vector(t, buses):
         return [pcc_withdrawal_at(m, case, n, t) for n in buses]
 
     def tn_x(_, j, t):
-        if t in m.hull:
-            return m.hull[t].x_of(j)
+        if t in hull:
+            return hull[t][0](j)
         if t not in affine:
             return m.follower.x[j, t]
         af = affine[t]
@@ -155,8 +148,8 @@ def add_follower_views(m: pyo.Block, case: Case, qp: FollowerQP, affine: dict[in
 
     def lmp(_, n, t):
         row = qp.balance_row[n]
-        if t in m.hull:
-            return m.hull[t].lam_of(row)
+        if t in hull:
+            return hull[t][1](row)
         if t not in affine:
             return m.follower.lam[row, t]
         af = affine[t]
@@ -165,11 +158,12 @@ def add_follower_views(m: pyo.Block, case: Case, qp: FollowerQP, affine: dict[in
 
     m.tn_x = pyo.Expression(range(qp.n_var), m.T, rule=tn_x)
     m.lmp = pyo.Expression(case.tn.buses, m.T, rule=lmp)
+    return m.tn_x, m.lmp
 
 
-def affine_payment(m: pyo.Block, case: Case, af: AffineFollower, t: int):
+def affine_payment(m: pyo.Block, case: Case, qp: FollowerQP, af: AffineFollower, t: int):
     """``lam(W)'W`` with the certified affine prices: linear plus a convex quadratic (symmetrised L)."""
-    rows = [m.qp.balance_row[n] for n in af.buses]
+    rows = [qp.balance_row[n] for n in af.buses]
     lin = af.lam0[rows]
     quad = af.L[rows]
     quad = 0.5 * (quad + quad.T)

@@ -33,6 +33,7 @@ from coordinator.blocks.der import set_adn_data
 from coordinator.case import Case
 from coordinator.cones import registered_cones
 from coordinator.followers import FollowerForm, choose_forms
+from coordinator.model import formulation_info
 from coordinator.parametric import RegionCache
 from coordinator.results import AdnArrays, solved_part, status_part
 from coordinator.solvers.base import SolveOptions, SolverUnavailable
@@ -323,19 +324,7 @@ class BuiltModel:
                 "cones": problem.n_soc}
 
     def formulation_info(self) -> dict:
-        kinds = [f.kind for f in self.forms]
-        f = self.formulation
-        return {
-            "follower": f.follower, "complementarity": f.complementarity, "voltage_cuts": f.voltage_cuts,
-            "loss_allowance": f.loss_allowance,
-            "affine_periods": [t for t, k in enumerate(kinds) if k == "affine"],
-            "region_periods": [t for t, k in enumerate(kinds) if k == "hull"],
-            "kkt_periods": [t for t, k in enumerate(kinds) if k == "kkt"],
-            "exact": not f.voltage_cuts,
-            "note": ("voltage cuts restrict the feasible set (conservative near Vmax)" if f.voltage_cuts
-                     else "every reformulation is exact: affine/region periods are proven, KKT periods are the "
-                          "plain single-level model"),
-        }
+        return formulation_info(self.formulation, [f.kind for f in self.forms])
 
 
 def _embed(block, offset: int, n: int) -> sp.csr_matrix:

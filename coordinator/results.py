@@ -19,6 +19,7 @@ from coordinator.case import Case, DistributionNetwork
 from coordinator.cones import registered_cones
 from coordinator.follower import FollowerInfeasible, solve_follower
 from coordinator.kpis import energy_kpis, total_kpis
+from coordinator.model import PyomoModel
 from coordinator.solvers.base import SolveReport
 
 
@@ -144,10 +145,13 @@ def tn_result(case: Case, qp, x: np.ndarray, lmp: dict[int, np.ndarray]) -> dict
             "generation_cost": cost * case.step_hours}
 
 
-def tn_arrays_from_model(m: pyo.ConcreteModel, case: Case) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    T = list(m.T)
-    x = np.array([[pyo.value(m.tn_x[j, t]) for t in T] for j in range(m.qp.n_var)], dtype=float)
-    lmp = {n: np.array([pyo.value(m.lmp[n, t]) for t in T], dtype=float) for n in case.tn.buses}
+def tn_arrays_from_model(pm: PyomoModel, case: Case) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """(n_var, T) TN primal and bus -> (T,) LMPs, read through the views the builder published in ``pm``."""
+    if pm.tn_x is None or pm.lmp is None:
+        raise ValueError(f"{pm.model.name}: the model has no TN views (tn_x, lmp) to read a result from")
+    T = list(pm.model.T)
+    x = np.array([[pyo.value(pm.tn_x[j, t]) for t in T] for j in range(pm.qp.n_var)], dtype=float)
+    lmp = {n: np.array([pyo.value(pm.lmp[n, t]) for t in T], dtype=float) for n in case.tn.buses}
     return x, lmp
 
 
@@ -237,13 +241,13 @@ def solved_part(out: dict, case: Case, qp, arrays: list[AdnArrays], tn_x: np.nda
     return out
 
 
-def collect(m: pyo.ConcreteModel, case: Case, report: SolveReport, build_time_s: float,
+def collect(pm: PyomoModel, case: Case, report: SolveReport, build_time_s: float,
             ac_periods: list[int] | None = None) -> dict:
     """The full result dict of a solved Pyomo model; without a solution only the status part is filled."""
-    out = status_part(getattr(m, "scheme", "dso-led"), case, report, build_time_s, model_size(m),
-                      getattr(m, "formulation_info", {}))
+    m = pm.model
+    out = status_part(pm.scheme, case, report, build_time_s, model_size(m), pm.formulation_info)
     if not report.has_solution:
         return out
-    tn_x, lmp = tn_arrays_from_model(m, case)
+    tn_x, lmp = tn_arrays_from_model(pm, case)
     arrays = [adn_arrays_from_model(m, a) for a in range(len(case.adns))]
-    return solved_part(out, case, m.qp, arrays, tn_x, lmp, ac_periods)
+    return solved_part(out, case, pm.qp, arrays, tn_x, lmp, ac_periods)

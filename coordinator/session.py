@@ -3,8 +3,8 @@
 A ``PlanningSession`` owns one model for a fixed structure (ADNs, periods, formulation). With the default ``fast``
 solver it is the model pipeline (``coordinator.pipeline``): leaders compiled once, data and follower forms updated
 per solve, critical regions kept across solves. With ``scip``/``gurobi`` it is the Pyomo model of
-``coordinator.dso_led``, whose data are refreshed in place (rebuilt when the follower is ``auto``, whose forms
-depend on the data).
+``coordinator.dso_led`` (a ``coordinator.model.PyomoModel``, ``self.built``), whose data are refreshed in place
+(rebuilt when the follower is ``auto``, whose forms depend on the data).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 
 from coordinator.case import Case
 from coordinator.dso_led import Formulation, build_dso_led, set_case_data
+from coordinator.model import PyomoModel
 from coordinator.pipeline import FastPipeline
 from coordinator.results import collect
 from coordinator.solvers import solve
@@ -26,7 +27,7 @@ class PlanningSession:
         self.options = options or default_options()
         start = time.perf_counter()
         self.pipeline = FastPipeline(case, self.formulation, self.options) if self.options.solver == "fast" else None
-        self.model = None if self.pipeline else build_dso_led(case, self.formulation)
+        self.built: PyomoModel | None = None if self.pipeline else build_dso_led(case, self.formulation)
         self.build_time_s = time.perf_counter() - start
         self._fresh = True
 
@@ -42,11 +43,11 @@ class PlanningSession:
         fresh, self._fresh = self._fresh, False
         if not fresh:
             if self.formulation.follower == "kkt":
-                set_case_data(self.model, case, self.formulation)
+                set_case_data(self.built.model, case, self.formulation)
             else:  # the follower forms depend on the data: rebuild
-                self.model = build_dso_led(case, self.formulation)
+                self.built = build_dso_led(case, self.formulation)
         update_time = time.perf_counter() - start
-        report = solve(self.model, self.options)
-        result = collect(self.model, case, report, self.build_time_s + update_time, ac_periods)
+        report = solve(self.built.model, self.options)
+        result = collect(self.built, case, report, self.build_time_s + update_time, ac_periods)
         result["model_time_s"] = self.build_time_s + update_time if fresh else update_time
         return result

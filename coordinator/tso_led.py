@@ -29,11 +29,12 @@ import numpy as np
 import pyomo.environ as pyo
 
 from coordinator.blocks.adns import add_adns, add_tn_demand, balance_rhs, dso_operating_cost
-from coordinator.blocks.dcopf import dcopf_qp
+from coordinator.blocks.dcopf import FollowerQP, dcopf_qp
 from coordinator.blocks.primal import add_primal_qp
 from coordinator.case import Case
 from coordinator.cones import RotatedCone
 from coordinator.follower import FollowerInfeasible, solve_follower
+from coordinator.model import PyomoModel
 from coordinator.results import collect, model_size
 from coordinator.solvers import solve
 from coordinator.solvers.base import ERROR, SolveOptions, SolveReport
@@ -63,30 +64,32 @@ def relax_binaries(m: pyo.Block) -> int:
     return count
 
 
-def build_stage1(case: Case) -> pyo.ConcreteModel:
-    """TN generation cost over TN + ADNs with relaxed binaries: a continuous SOCP with a convex QP objective."""
+def build_stage1(case: Case) -> PyomoModel:
+    """TN generation cost over TN + ADNs with relaxed binaries: a continuous SOCP with a convex QP objective.
+
+    No TN views: the TN result of the TSO-led scheme is the re-dispatch at the stage-2 schedule."""
     case.validate()
     m = pyo.ConcreteModel(name="tso_led_stage1")
     m.T = pyo.Set(initialize=range(case.periods), ordered=True)
     add_adns(m, case)
     add_tn_demand(m, case)
-    m.qp = dcopf_qp(case.tn)
+    qp = dcopf_qp(case.tn)
     m.tn = pyo.Block()
-    add_primal_qp(m.tn, m.qp, range(case.periods), balance_rhs(m, case, m.qp))
-    m.relaxed_binaries = relax_binaries(m)
+    add_primal_qp(m.tn, qp, range(case.periods), balance_rhs(m, case, qp))
+    relaxed = relax_binaries(m)
     m.operating_cost = pyo.Expression(m.T, rule=lambda _, t: sum(dso_operating_cost(m, case, a, t) for a in m.pcc.A))
     m.generation_cost = pyo.Expression(expr=case.step_hours * sum(m.tn.cost[t] for t in m.T))
     m.objective = pyo.Objective(expr=m.generation_cost)
-    return m
+    return PyomoModel(m, qp, "tso-led", relaxed_binaries=relaxed)
 
 
-def add_generation_budget(m: pyo.ConcreteModel, case: Case, budget: float) -> None:
+def add_generation_budget(pm: PyomoModel, case: Case, budget: float) -> None:
     """Stage 1(b): generation cost <= ``budget`` as one rotated cone, and the ADNs' operating cost as objective.
 
     ``dt * sum 1/2 q x^2 <= s * 1`` with ``s = budget - dt * c'x``; published in ``m.cones`` (``RotatedCone``)
     with ``y = sqrt(dt q / 2) x`` so the conic back-end reads it like the DistFlow cones.
     """
-    qp, dt = m.qp, case.step_hours
+    m, qp, dt = pm.model, pm.qp, case.step_hours
     quad = [(j, t) for j in range(qp.n_var) if qp.q[j] for t in m.T]
     m.budget_y = pyo.Var(quad)
     m.budget_y_def = pyo.Constraint(quad, rule=lambda _, j, t: m.budget_y[j, t]
@@ -103,17 +106,17 @@ def add_generation_budget(m: pyo.ConcreteModel, case: Case, budget: float) -> No
 
 
 def solve_stage1(case: Case, solve_options: SolveOptions, gen_tolerance: float = 1e-6
-                 ) -> tuple[pyo.ConcreteModel, SolveReport, float]:
+                 ) -> tuple[PyomoModel, SolveReport, float]:
     """Lexicographic stage 1; returns the model, the report of step (b) (or of (a) if it failed) and G*."""
-    m = build_stage1(case)
-    first = solve(m, solve_options)
+    pm = build_stage1(case)
+    first = solve(pm.model, solve_options)
     if not first.has_solution:
-        return m, first, math.nan
-    best = float(pyo.value(m.generation_cost))
-    add_generation_budget(m, case, best * (1 + gen_tolerance) + gen_tolerance)
-    second = solve(m, solve_options)
+        return pm, first, math.nan
+    best = float(pyo.value(pm.model.generation_cost))
+    add_generation_budget(pm, case, best * (1 + gen_tolerance) + gen_tolerance)
+    second = solve(pm.model, solve_options)
     second.solve_time_s += first.solve_time_s
-    return m, second, best
+    return pm, second, best
 
 
 def pcc_schedule(m: pyo.Block) -> np.ndarray:
@@ -171,8 +174,11 @@ def dso_cost(m: pyo.Block, case: Case, price: np.ndarray) -> float:
                                  for a in m.pcc.A for t in m.T)
 
 
-def build_stage2(case: Case, stage1: pyo.ConcreteModel, price: np.ndarray, penalty: float) -> pyo.ConcreteModel:
-    """The DSOs' MISOCPs (binaries kept) tracking the stage-1 schedule; inter-ADN trades fixed to the netted plan."""
+def build_stage2(case: Case, stage1: pyo.ConcreteModel, price: np.ndarray, penalty: float, qp: FollowerQP
+                 ) -> PyomoModel:
+    """The DSOs' MISOCPs (binaries kept) tracking the stage-1 schedule (``stage1``: the solved stage-1 Pyomo
+    model); inter-ADN trades fixed to the netted plan. The TN views are added by ``add_tn_views`` after the
+    re-dispatch."""
     m = pyo.ConcreteModel(name="tso_led_stage2")
     m.T = pyo.Set(initialize=range(case.periods), ordered=True)
     add_adns(m, case)
@@ -192,17 +198,17 @@ def build_stage2(case: Case, stage1: pyo.ConcreteModel, price: np.ndarray, penal
     m.objective = pyo.Objective(expr=case.step_hours * sum(
         energy_payment(m, case, price, a, t) + dso_operating_cost(m, case, a, t) for a in m.pcc.A for t in m.T)
         + m.penalty)
-    return m
+    return PyomoModel(m, qp, "tso-led")
 
 
-def add_tn_views(m: pyo.ConcreteModel, case: Case, qp, follower: list) -> None:
-    """``m.tn_x`` / ``m.lmp`` as Params holding the re-dispatch, so ``results.collect`` reads them as for DSO-led."""
-    m.qp = qp
+def add_tn_views(pm: PyomoModel, case: Case, follower: list) -> None:
+    """``tn_x`` / ``lmp`` as Params holding the re-dispatch, so ``results.collect`` reads them as for DSO-led."""
+    m, qp = pm.model, pm.qp
     m.tn_x = pyo.Param(range(qp.n_var), m.T, initialize={(j, t): float(follower[t].x[j])
                                                          for j in range(qp.n_var) for t in m.T})
     m.lmp = pyo.Param(case.tn.buses, m.T, initialize={(n, t): lam for t in m.T
                                                       for n, lam in follower[t].lmp(qp).items()})
-    m.scheme = "tso-led"
+    pm.tn_x, pm.lmp = m.tn_x, m.lmp
 
 
 @dataclass
@@ -210,8 +216,8 @@ class TsoLedRun:
     """The result dict and both solved models (``stage2`` is None when stage 1 failed)."""
 
     result: dict
-    stage1: pyo.ConcreteModel
-    stage2: pyo.ConcreteModel | None = None
+    stage1: PyomoModel
+    stage2: PyomoModel | None = None
 
 
 def solve_tso_led(case: Case, solve_options: SolveOptions | None = None, options: TsoLedOptions = TsoLedOptions(),
@@ -225,16 +231,16 @@ def run_tso_led(case: Case, solve_options: SolveOptions | None = None, options: 
     """``solve_tso_led`` keeping the models, for checks that need more than the result dict."""
     solve_options = solve_options or SolveOptions(solver="fast")
     start = time.perf_counter()
-    m1, rep1, _ = solve_stage1(case, solve_options, options.gen_tolerance)
+    pm1, rep1, _ = solve_stage1(case, solve_options, options.gen_tolerance)
     build1 = time.perf_counter() - start - rep1.solve_time_s
     if not rep1.has_solution:
-        return TsoLedRun(collect(m1, case, rep1, build1) | {"scheme": "tso-led", "stage": "stage 1"}, m1)
+        return TsoLedRun(collect(pm1, case, rep1, build1) | {"stage": "stage 1"}, pm1)
+    m1, qp = pm1.model, pm1.qp
     w1 = pcc_schedule(m1)
-    qp = m1.qp
     try:
         fol1 = follower_at(case, qp, w1)
     except FollowerInfeasible as exc:
-        return TsoLedRun(_failed(m1, case, rep1, build1, f"stage 1 re-dispatch: {exc}"), m1)
+        return TsoLedRun(_failed(pm1, case, rep1, build1, f"stage 1 re-dispatch: {exc}"), pm1)
     price = host_prices(case, qp, fol1)
     top = max(float(np.max(np.abs(price))), *(abs(v) for v in _price_coefficients(case)))
     penalty = options.penalty_factor * top
@@ -244,31 +250,32 @@ def run_tso_led(case: Case, solve_options: SolveOptions | None = None, options: 
     size1 = model_size(m1)
 
     t2 = time.perf_counter()
-    m2 = build_stage2(case, m1, price, penalty)
+    pm2 = build_stage2(case, m1, price, penalty, qp)
+    m2 = pm2.model
     build2 = time.perf_counter() - t2
     rep2 = solve(m2, solve_options)
     if not rep2.has_solution:
-        return TsoLedRun(collect(m2, case, rep2, build1 + build2) | {"scheme": "tso-led", "stage": "stage 2"}, m1, m2)
+        return TsoLedRun(collect(pm2, case, rep2, build1 + build2) | {"stage": "stage 2"}, pm1, pm2)
     w2 = pcc_schedule(m2)
     try:
         fol2 = follower_at(case, qp, w2)
     except FollowerInfeasible as exc:
         message = f"re-dispatch at the stage-2 schedule: {exc}"
-        return TsoLedRun(_failed(m2, case, rep2, build1 + build2, message), m1, m2)
-    add_tn_views(m2, case, qp, fol2)
+        return TsoLedRun(_failed(pm2, case, rep2, build1 + build2, message), pm1, pm2)
+    add_tn_views(pm2, case, fol2)
     final_price = host_prices(case, qp, fol2)
     report = SolveReport(status=_worst(rep1.status, rep2.status), termination=rep2.termination,
                          objective=dso_cost(m2, case, final_price), bound=None,
                          solve_time_s=rep1.solve_time_s + rep2.solve_time_s, solver=rep2.solver,
                          message=f"stage 1: {rep1.message or rep1.status}; stage 2: {rep2.message or rep2.status}")
-    result = collect(m2, case, report, build1 + build2, ac_periods)
+    result = collect(pm2, case, report, build1 + build2, ac_periods)
     result["mip_gap"] = rep2.gap  # stage 1 is continuous; the only gap is the DSOs' MISOCP
     stage2_dso_cost = dso_cost(m2, case, price)
     result["tso_led"] = {
         "gen_tolerance": options.gen_tolerance,
         "deviation_price": penalty,
         "stage1": {"status": rep1.status, "objective": rep1.objective, "solve_time_s": rep1.solve_time_s,
-                   "model": size1, "relaxed_binaries": int(m1.relaxed_binaries),
+                   "model": size1, "relaxed_binaries": pm1.relaxed_binaries,
                    "pcc_mw": w1.tolist(), "generation_cost": stage1_gen_cost, "dso_cost": stage1_dso_cost,
                    "simultaneity": relaxed},
         "stage2": {"status": rep2.status, "objective": rep2.objective, "mip_gap": rep2.gap,
@@ -278,7 +285,7 @@ def run_tso_led(case: Case, solve_options: SolveOptions | None = None, options: 
         "binary_restoration_cost": stage2_dso_cost - stage1_dso_cost,
         "generation_cost_change": result["tn"]["generation_cost"] - stage1_gen_cost,
     }
-    return TsoLedRun(result, m1, m2)
+    return TsoLedRun(result, pm1, pm2)
 
 
 def _price_coefficients(case: Case) -> list[float]:
@@ -292,10 +299,10 @@ def _worst(*statuses: str) -> str:
     return max(statuses, key=lambda s: order.index(s) if s in order else len(order))
 
 
-def _failed(m: pyo.ConcreteModel, case: Case, rep: SolveReport, build: float, message: str) -> dict:
+def _failed(pm: PyomoModel, case: Case, rep: SolveReport, build: float, message: str) -> dict:
     report = SolveReport(status=ERROR, termination=rep.termination, objective=None, bound=None,
                          solve_time_s=rep.solve_time_s, solver=rep.solver, message=message)
-    return collect(m, case, report, build) | {"scheme": "tso-led"}
+    return collect(pm, case, report, build)
 
 
 class TsoLedPlanner:

@@ -21,7 +21,7 @@ def plan_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     case = toy_case(periods=4, n_adns=2, fmax=40.0)
     options = SolveOptions(solver="fast", mip_gap=1e-6)
     model = build_dso_led(case, Formulation(follower="kkt"))
-    results = {"dso-led": collect(model, case, solve(model, options), 0.0),
+    results = {"dso-led": collect(model, case, solve(model.model, options), 0.0),
                "tso-led": solve_tso_led(case, options)}
     out = tmp_path_factory.mktemp("plans")
     files = {}

@@ -31,7 +31,7 @@ def both() -> tuple[dict, dict]:
     case = dataclasses.replace(case, adns=case.adns[:3])
     options = SolveOptions(solver="fast", mip_gap=1e-4, time_limit=120)
     model = build_dso_led(case, Formulation(follower="auto"))
-    dso = collect(model, case, solve(model, options), 0.0, ac_periods=[])
+    dso = collect(model, case, solve(model.model, options), 0.0, ac_periods=[])
     tso = solve_tso_led(case, options, ac_periods=[])
     assert dso["status"] == tso["status"] == "optimal"
     return dso, tso

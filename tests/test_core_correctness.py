@@ -28,6 +28,7 @@ from pyomo.repn import generate_standard_repn
 from coordinator.blocks.kkt import check_dual_bounds
 from coordinator.case import Case, TransmissionNetwork
 from coordinator.dso_led import Formulation, build_dso_led, set_case_data
+from coordinator.model import PyomoModel
 from coordinator.results import collect
 from coordinator.solvers.base import SolveOptions, SolverUnavailable
 from coordinator.solvers.mip import SCIP_SAFE_OPTIONS, solve_gurobi, solve_scip
@@ -41,11 +42,11 @@ TIGHT = SolveOptions(mip_gap=1e-9)
 
 
 def solve(case: Case, complementarity: str = "bigm", options: SolveOptions = TIGHT):
-    """Build + solve with SCIP; returns (model, report, result dict)."""
-    m = build_dso_led(case, Formulation(complementarity=complementarity))
-    report = solve_scip(m, options)
+    """Build + solve with SCIP; returns (built model, report, result dict)."""
+    pm = build_dso_led(case, Formulation(complementarity=complementarity))
+    report = solve_scip(pm.model, options)
     assert report.status == "optimal", report
-    return m, report, collect(m, case, report, 0.0)
+    return pm, report, collect(pm, case, report, 0.0)
 
 
 @functools.cache
@@ -130,20 +131,20 @@ def run_adn_ac(adn, p: np.ndarray, q: np.ndarray) -> pp.pandapowerNet:
     return net
 
 
-def recomputed_objective(m: pyo.ConcreteModel, case: Case) -> float:
+def recomputed_objective(pm: PyomoModel, case: Case) -> float:
     """The leader objective (docs/formulation.md) from solution values, with the energy payment written directly.
 
     In ``lmp`` mode the payment is the bilinear ``sum_a LMP_pi(a) * W_a`` (W = physical PCC withdrawal, the
     quantity the TN balance carries; see ``coordinator/blocks/pcc.py``), not the strong-duality substitute.
     """
-    p, val = case.prices, pyo.value
+    m, p, val = pm.model, case.prices, pyo.value
     total = 0.0
     for t in range(case.periods):
         cost = 0.0
         for a, adn in enumerate(case.adns):
             der, net, pcc = m.adn[a].der, m.adn[a].net, m.pcc
             if case.price_mode == "lmp":
-                lmp = val(m.follower.lam[m.qp.balance_row[adn.tn_bus], t])
+                lmp = val(m.follower.lam[pm.qp.balance_row[adn.tn_bus], t])
                 cost += lmp * val(net.pcc_p[t])
             else:
                 cost += p.tariff_import[t] * val(pcc.p_imp[a, t]) - p.tariff_export[t] * val(pcc.p_exp[a, t])
@@ -163,7 +164,8 @@ def recomputed_objective(m: pyo.ConcreteModel, case: Case) -> float:
 
 
 def test_follower_matches_rundcopp_on_congested_toy() -> None:
-    case, m, _, res = solved_toy(periods=2, n_adns=2, fmax=40.0)
+    case, pm, _, res = solved_toy(periods=2, n_adns=2, fmax=40.0)
+    m = pm.model
     assert {adn.tn_bus for adn in case.adns} == {1, 2}  # one ADN at the load bus, one at the gen bus
     lmp_spread = 0.0
     for t in range(case.periods):
@@ -196,12 +198,13 @@ def test_follower_matches_rundcopp_on_case30_with_fixed_pcc() -> None:
     assert host in tn_load_buses("case30")
     tn = transmission_network(np.array([scale]))
     case = Case(tn=tn, adns=[toy_adn("adn1", tn_bus=host, periods=1)], periods=1, step_hours=1.0)
-    m = build_dso_led(case)
+    pm = build_dso_led(case)
+    m = pm.model
     schedule = 0.4  # MW withdrawn at the PCC: feasible for the toy ADN (load 0.7 MW, curtailable PV, BESS)
     m.adn[0].net.pcc_p[0].fix(schedule)
     report = solve_scip(m, TIGHT)
     assert report.status == "optimal", report
-    res = collect(m, case, report, 0.0)
+    res = collect(pm, case, report, 0.0)
 
     net = pn.case30()  # pandapower's own case, not rebuilt from our data
     net.load["scaling"] = scale
@@ -230,8 +233,9 @@ STRONG_DUALITY_CASES = [dict(periods=2, n_adns=2, fmax=40.0), dict(periods=4, n_
 
 @pytest.mark.parametrize("kw", STRONG_DUALITY_CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
 def test_strong_duality_identity(kw: dict) -> None:
-    case, m, _, _ = solved_toy(**kw)
-    f, qp = m.follower, m.qp
+    case, pm, _, _ = solved_toy(**kw)
+    m = pm.model
+    f, qp = m.follower, pm.qp
     row = {name: k for k, name in enumerate(qp.in_names)}
     binding_seen = 0
     for t in range(case.periods):
@@ -259,8 +263,8 @@ def test_strong_duality_identity(kw: dict) -> None:
 @pytest.mark.parametrize("price_mode", ["lmp", "tariff"])
 def test_objective_equals_directly_computed_cost(price_mode: str) -> None:
     """The strong-duality payment in the objective equals the bilinear LMP * withdrawal at the solution."""
-    case, m, report, _ = solved_toy(periods=2, n_adns=2, fmax=40.0, price_mode=price_mode)
-    assert recomputed_objective(m, case) == pytest.approx(report.objective, rel=1e-6, abs=1e-6)
+    case, pm, report, _ = solved_toy(periods=2, n_adns=2, fmax=40.0, price_mode=price_mode)
+    assert recomputed_objective(pm, case) == pytest.approx(report.objective, rel=1e-6, abs=1e-6)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -271,15 +275,16 @@ def test_objective_equals_directly_computed_cost(price_mode: str) -> None:
                                 dict(periods=1, n_adns=1, fmax=60.0)],
                          ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
 def test_bigm_and_sos1_agree(kw: dict) -> None:
-    case, m_bigm, rep_bigm, _ = solved_toy(**kw)
+    case, bigm, rep_bigm, _ = solved_toy(**kw)
     _, _, rep_sos1, _ = solved_toy(**kw, complementarity="sos1")
     assert rep_sos1.objective == pytest.approx(rep_bigm.objective, rel=1e-5)
-    assert check_dual_bounds(m_bigm.follower, case.prices.price_cap) == []
+    assert check_dual_bounds(bigm.model.follower, case.prices.price_cap) == []
 
 
 def test_check_dual_bounds_flags_a_multiplier_at_the_cap() -> None:
     """The after-solve check must name a multiplier that sits at the cap (so an empty list above means something)."""
-    case, m, _, _ = solved_toy(periods=2, n_adns=1, fmax=40.0)
+    case, pm, _, _ = solved_toy(periods=2, n_adns=1, fmax=40.0)
+    m = pm.model
     f = m.follower
     (k, t), largest = max(((idx, pyo.value(f.mu[idx])) for idx in f.mu), key=lambda item: item[1])
     assert largest > 1.0  # a congested line has a real multiplier
@@ -429,7 +434,8 @@ def solve_fixed_with_scip(m: pyo.ConcreteModel, binaries: list, z: np.ndarray) -
 
 def test_brute_force_equals_misocp() -> None:
     case = toy_case(periods=1, n_adns=1)
-    m = build_dso_led(case)
+    pm = build_dso_led(case)
+    m = pm.model
     report = solve_scip(m, TIGHT)
     assert report.status == "optimal"
     form = ConicForm(m)
@@ -445,7 +451,7 @@ def test_brute_force_equals_misocp() -> None:
     # Follower pruning (provably infeasible by data, so the enumeration stays complete): z = 1 forces the slack of
     # its inequality to 0; both bounds of one generator (pmin < pmax) or of one line (-Fmax < Fmax) cannot be
     # tight at once, so of each such pair only (0,0), (1,0), (0,1) can be feasible.
-    qp = m.qp
+    qp = pm.qp
     assert all(g.pmin < g.pmax for g in case.tn.gens) and all(ln.fmax > 0 for ln in case.tn.lines)
     pos = {int(names[k].split("[")[1].split(",")[0]): k for k in follower}
     pairs = []
@@ -486,7 +492,8 @@ def test_brute_force_equals_misocp() -> None:
 @pytest.mark.parametrize("kw", [dict(periods=4, n_adns=2, fmax=40.0), dict(periods=2, n_adns=1, price_mode="tariff")],
                          ids=["lmp-4x2", "tariff-2x1"])
 def test_soc_exact_and_ac_power_flow_agrees(kw: dict) -> None:
-    case, m, _, res = solved_toy(**kw)
+    case, pm, _, res = solved_toy(**kw)
+    m = pm.model
     assert res["checks"]["soc_gap_max"] < 1e-4
     worst_gap = 0.0
     for a, adn in enumerate(case.adns):
@@ -533,7 +540,8 @@ def assert_no_simultaneous(m: pyo.ConcreteModel, case: Case) -> None:
 
 @pytest.mark.parametrize("price_mode", ["lmp", "tariff"])
 def test_binaries_kept(price_mode: str) -> None:
-    case, m, _, res = solved_toy(periods=4, n_adns=2, fmax=40.0, price_mode=price_mode)
+    case, pm, _, res = solved_toy(periods=4, n_adns=2, fmax=40.0, price_mode=price_mode)
+    m = pm.model
     assert_no_simultaneous(m, case)
     # the BESS and P2P are actually used, so the check is not vacuous
     assert sum(sum(b["charge_mw"]) + sum(b["discharge_mw"]) for adn in res["adns"] for b in adn["bess"]) > 1e-3
@@ -559,7 +567,7 @@ _SCIP_REGRESSION = textwrap.dedent("""
     ScipDirect.solve = spy
 
     case = toy_case(periods=4, n_adns=2, fmax=40.0)
-    m = build_dso_led(case)
+    m = build_dso_led(case).model
     assert model_size(m)["cones"] >= 20
     objectives = []
     for _ in range(2):
@@ -589,7 +597,7 @@ def test_scip_quadratic_constraints_do_not_crash() -> None:
 def test_gurobi_size_limit_is_reported_or_solve_matches_scip() -> None:
     pytest.importorskip("gurobipy", reason="gurobipy is not installed")
     case = toy_case(periods=4, n_adns=2, fmax=40.0)  # ~460 variables, 24 cones: beyond the pip licence's limits
-    m = build_dso_led(case)
+    m = build_dso_led(case).model
     try:
         report = solve_gurobi(m, TIGHT)
     except SolverUnavailable as exc:
@@ -604,7 +612,7 @@ def test_gurobi_size_limit_is_reported_or_solve_matches_scip() -> None:
 def test_gurobi_small_model_matches_scip() -> None:
     pytest.importorskip("gurobipy", reason="gurobipy is not installed")
     case, _, scip_report, _ = solved_toy(periods=2, n_adns=1, fmax=40.0)
-    m = build_dso_led(case)
+    m = build_dso_led(case).model
     try:
         report = solve_gurobi(m, TIGHT)
     except SolverUnavailable as exc:
@@ -618,7 +626,8 @@ def test_gurobi_small_model_matches_scip() -> None:
 
 
 def test_tariff_mode_dispatch_consistent() -> None:
-    case, m, report, res = solved_toy(periods=4, n_adns=2, fmax=40.0, price_mode="tariff")
+    case, pm, report, res = solved_toy(periods=4, n_adns=2, fmax=40.0, price_mode="tariff")
+    m = pm.model
     assert res["price_mode"] == "tariff"
     assert res["checks"]["follower_cost_rel_gap"] < 1e-6
     # the follower still dispatches optimally for the chosen PCC schedule (independent rundcopp)
@@ -628,7 +637,7 @@ def test_tariff_mode_dispatch_consistent() -> None:
         assert_mw_close(res["tn"]["gen_mw"]["ext_grid"][t], float(net.res_ext_grid.p_mw.iloc[0]))
         assert_mw_close(res["tn"]["gen_mw"]["0"][t], float(net.res_gen.p_mw.iloc[0]))
     # energy is paid at the tariff: the objective recomputed with tariff prices matches
-    assert recomputed_objective(m, case) == pytest.approx(report.objective, rel=1e-6, abs=1e-6)
+    assert recomputed_objective(pm, case) == pytest.approx(report.objective, rel=1e-6, abs=1e-6)
 
 
 def _refresh(m: pyo.ConcreteModel, case: Case) -> None:
@@ -643,7 +652,7 @@ def test_tariff_refreshed_by_set_case_data() -> None:
     first = toy_case(periods=2, price_mode="tariff")
     later = toy_case(periods=2, price_mode="tariff")
     later.prices = dataclasses.replace(later.prices, tariff_import=(20.0, 1.0), tariff_export=(15.0, 0.5))
-    reused = build_dso_led(first)
+    reused = build_dso_led(first).model
     _refresh(reused, later)
     rep_reused = solve_scip(reused, TIGHT)
     _, rep_fresh, _ = solve(later)
@@ -658,7 +667,7 @@ def test_lmp_model_reused_with_set_case_data_equals_fresh_build() -> None:
     later.adns[0].load_p = later.adns[0].load_p * 1.3
     later.adns[0].load_q = later.adns[0].load_q * 1.3
     later.adns[0].pv_avail = later.adns[0].pv_avail[::-1].copy()
-    reused = build_dso_led(first)
+    reused = build_dso_led(first).model
     _refresh(reused, later)
     rep_reused = solve_scip(reused, TIGHT)
     _, rep_fresh, _ = solve(later)
@@ -677,7 +686,8 @@ def test_small_2adn_scenario_end_to_end() -> None:
         case = build_case(load_scenario("small_2adn"), periods=2)
     except (ImportError, NotImplementedError) as exc:  # pragma: no cover
         pytest.skip(f"scenario builder not available: {exc}")
-    m, _, res = solve(case, options=SolveOptions(mip_gap=1e-6, time_limit=300))
+    pm, _, res = solve(case, options=SolveOptions(mip_gap=1e-6, time_limit=300))
+    m = pm.model
     assert check_dual_bounds(m.follower, case.prices.price_cap) == []
     assert_no_simultaneous(m, case)
     # follower vs pandapower's own case30 with the same per-period load scale and the PCC withdrawals
@@ -700,4 +710,4 @@ def test_small_2adn_scenario_end_to_end() -> None:
             ac = run_adn_ac(adn, p_inj, q_inj)
             v_opt = np.sqrt([pyo.value(m.adn[a].net.v[j, t]) for j in adn.buses])
             assert np.max(np.abs(ac.res_bus.vm_pu.loc[adn.buses].to_numpy() - v_opt)) < 1e-3
-    assert recomputed_objective(m, case) == pytest.approx(res["objective"], rel=1e-5, abs=1e-5)
+    assert recomputed_objective(pm, case) == pytest.approx(res["objective"], rel=1e-5, abs=1e-5)

@@ -48,10 +48,8 @@ def test_affine_follower_refuses_a_box_that_crosses_a_generator_limit() -> None:
                                        dict(periods=2, n_adns=1, price_mode="tariff")])
 def test_fast_equals_plain_misocp_solved_by_scip(case_args: dict) -> None:
     case = toy_case(**case_args)
-    plain = build_dso_led(case, Formulation(follower="kkt"))
-    ref = solve_scip(plain, TIGHT)
-    fast_model = build_dso_led(case, Formulation(follower="auto"))
-    got = solve_fast(fast_model, TIGHT)
+    ref = solve_scip(build_dso_led(case, Formulation(follower="kkt")).model, TIGHT)
+    got = solve_fast(build_dso_led(case, Formulation(follower="auto")).model, TIGHT)
     assert ref.status == "optimal" and got.status == "optimal"
     assert got.objective == pytest.approx(ref.objective, rel=1e-5, abs=1e-6)
     assert got.bound <= got.objective + 1e-9
@@ -59,9 +57,10 @@ def test_fast_equals_plain_misocp_solved_by_scip(case_args: dict) -> None:
 
 def test_fast_handles_periods_that_keep_the_kkt_block() -> None:
     case = toy_case(periods=3, n_adns=2, fmax=40.0)
-    model = build_dso_led(case, Formulation(follower="kkt"))  # every period has KKT binaries
-    got = solve_fast(model, TIGHT)
-    ref = solve_scip(build_dso_led(case, Formulation(follower="kkt")), TIGHT)
+    built = build_dso_led(case, Formulation(follower="kkt"))  # every period has KKT binaries
+    assert built.periods("kkt") == list(range(case.periods))
+    got = solve_fast(built.model, TIGHT)
+    ref = solve_scip(build_dso_led(case, Formulation(follower="kkt")).model, TIGHT)
     assert got.status == "optimal"
     assert got.objective == pytest.approx(ref.objective, rel=1e-5, abs=1e-6)
 
@@ -71,8 +70,8 @@ def test_fast_equals_scip_on_small_2adn() -> None:
     from scenarios.config import build_case, load_scenario
 
     case = build_case(load_scenario("small_2adn"), periods=2)
-    ref = solve_scip(build_dso_led(case, Formulation(follower="kkt")), SolveOptions(mip_gap=1e-6, time_limit=600))
-    got = solve_fast(build_dso_led(case, Formulation(follower="auto")), SolveOptions(mip_gap=1e-6))
+    ref = solve_scip(build_dso_led(case, Formulation(follower="kkt")).model, SolveOptions(mip_gap=1e-6, time_limit=600))
+    got = solve_fast(build_dso_led(case, Formulation(follower="auto")).model, SolveOptions(mip_gap=1e-6))
     assert got.objective == pytest.approx(ref.objective, rel=1e-4)
 
 
@@ -80,10 +79,10 @@ def test_fast_equals_scip_on_small_2adn() -> None:
 def test_region_disjunction_equals_plain_misocp(args: dict) -> None:
     case = toy_case(**args)
     auto = build_dso_led(case, Formulation(follower="auto"))
-    assert auto.region_periods, "the case must exercise the convex-hull disjunction"
-    got = solve_fast(auto, TIGHT)
-    ref = solve_scip(build_dso_led(case, Formulation(follower="kkt")), TIGHT)
-    same_model_scip = solve_scip(build_dso_led(case, Formulation(follower="auto")), TIGHT)
+    assert auto.periods("hull"), "the case must exercise the convex-hull disjunction"
+    got = solve_fast(auto.model, TIGHT)
+    ref = solve_scip(build_dso_led(case, Formulation(follower="kkt")).model, TIGHT)
+    same_model_scip = solve_scip(build_dso_led(case, Formulation(follower="auto")).model, TIGHT)
     assert got.objective == pytest.approx(ref.objective, rel=1e-5, abs=1e-6)
     assert same_model_scip.objective == pytest.approx(ref.objective, rel=1e-5, abs=1e-6)
 
@@ -115,8 +114,8 @@ def test_default_case_day_is_exact_and_kkt_free() -> None:
 
     case = build_case(load_scenario("ieee30_5adn_legacy"), periods=24, start_hour=5)
     model = build_dso_led(case, Formulation(follower="auto"))
-    assert len(model.affine_periods) + len(model.region_periods) == 24
-    report = solve_fast(model, SolveOptions(mip_gap=1e-3, time_limit=600))
+    assert len(model.periods("affine")) + len(model.periods("hull")) == 24
+    report = solve_fast(model.model, SolveOptions(mip_gap=1e-3, time_limit=600))
     assert report.status == "optimal" and report.gap <= 1e-3
     result = collect(model, case, report, 0.0, ac_periods=[0, 12])
     assert result["checks"]["soc_gap_max"] < 1e-4
@@ -146,7 +145,7 @@ def test_voltage_cuts_make_an_inexact_relaxation_exact(cuts: bool) -> None:
 
     case = _reverse_flow_case()
     model = build_dso_led(case, Formulation(follower="auto", voltage_cuts=cuts))
-    report = solve_fast(model, TIGHT)
+    report = solve_fast(model.model, TIGHT)
     checks = collect(model, case, report, 0.0)["checks"]
     if cuts:  # exact: cones tight and pandapower's AC voltages equal the optimiser's
         assert checks["soc_gap_max"] < 1e-5 and checks["ac_voltage_error_max_pu"] < 1e-6

@@ -48,10 +48,10 @@ def write_scenario(tmp: Path, data: dict[str, Any]) -> Path:
 
 
 def solve_case(case: Case) -> tuple[Any, dict]:
-    m = build_dso_led(case, Formulation())
-    report = solve(m, OPTIONS)
+    pm = build_dso_led(case, Formulation())
+    report = solve(pm.model, OPTIONS)
     assert report.status == "optimal", report
-    return m, collect(m, case, report, 0.0)
+    return pm.model, collect(pm, case, report, 0.0)
 
 
 def withdrawals(res: dict, t: int) -> dict[int, float]:

@@ -26,7 +26,7 @@ TIGHT = SolveOptions(solver="fast", mip_gap=1e-7, time_limit=300)
 
 
 def scip_reference(case):
-    model = build_dso_led(case, Formulation(follower="kkt"))
+    model = build_dso_led(case, Formulation(follower="kkt")).model
     report = solve_scip(model, SolveOptions(mip_gap=1e-9, time_limit=300))
     assert report.status == "optimal"
     return model, report
@@ -120,7 +120,7 @@ def test_fast_refuses_sos1_instead_of_dropping_it() -> None:
     with pytest.raises(SolverUnavailable, match="SOS1"):
         PlanningSession(case, Formulation(complementarity="sos1"), TIGHT)
     with pytest.raises(SolverUnavailable, match="SOS1"):
-        solve_fast(build_dso_led(case, Formulation(complementarity="sos1")), TIGHT)
+        solve_fast(build_dso_led(case, Formulation(complementarity="sos1")).model, TIGHT)
 
 
 def test_solver_time_is_the_time_inside_clarabel() -> None:
@@ -137,7 +137,7 @@ def test_a_native_scip_crash_becomes_an_error_status(monkeypatch: pytest.MonkeyP
     import coordinator.solvers.mip as mip
 
     monkeypatch.setattr(mip, "_solve_scip_here", lambda model, options: os.kill(os.getpid(), signal.SIGABRT))
-    model = build_dso_led(toy_case(periods=2, n_adns=1), Formulation())
+    model = build_dso_led(toy_case(periods=2, n_adns=1), Formulation()).model
     report = mip.solve_scip(model, SolveOptions())
     assert report.status == "error" and "SIGABRT" in report.message
 

@@ -40,7 +40,7 @@ def test_rating_override_binds_in_a_solve() -> None:
     case = toy_case(periods=2, n_adns=1, fmax=200.0)
     case.tn = scale_tn(case.tn, branch_ratings={"line1": 45.0})
     model = build_dso_led(case, Formulation(follower="auto"))
-    result = collect(model, case, solve(model, SolveOptions(solver="fast", mip_gap=1e-6)), 0.0, ac_periods=[])
+    result = collect(model, case, solve(model.model, SolveOptions(solver="fast", mip_gap=1e-6)), 0.0, ac_periods=[])
     assert result["status"] == "optimal"
     qp = dcopf_qp(case.tn)
     k = [ln.name for ln in case.tn.lines].index("line1")

@@ -38,9 +38,9 @@ def surplus_case() -> Case:
 @pytest.mark.parametrize("kw", [dict(periods=2, n_adns=2, fmax=40.0), dict(periods=3, n_adns=1)])
 def test_stage1_dispatch_is_the_dcopf_at_its_own_schedule(kw: dict) -> None:
     case = toy_case(**kw)
-    m, report, best = solve_stage1(case, FAST)
+    pm, report, best = solve_stage1(case, FAST)
     assert report.status == "optimal"
-    qp = m.qp
+    m, qp = pm.model, pm.qp
     for t in range(case.periods):
         w = withdrawal_by_bus(case, m, t)
         net = pp_transmission_net(case.tn, t, w)
@@ -61,14 +61,14 @@ def test_stage1_minimises_generation_cost_over_the_dso_led_schedule() -> None:
     case = toy_case(periods=3, n_adns=2, fmax=40.0)
     _, _, best = solve_stage1(case, FAST)
     dso = build_dso_led(case, Formulation(follower="kkt"))
-    res = collect(dso, case, solve(dso, FAST), 0.0, ac_periods=[])
+    res = collect(dso, case, solve(dso.model, FAST), 0.0, ac_periods=[])
     assert best <= res["tn"]["generation_cost"] * (1 + 1e-6)
 
 
 def test_relaxed_schedule_charges_and_discharges_at_once_and_stage2_does_not() -> None:
     case = surplus_case()
     run = run_tso_led(case, FAST)
-    res, m1, m2 = run.result, run.stage1, run.stage2
+    res, m1, m2 = run.result, run.stage1.model, run.stage2.model
     assert res["status"] == "optimal" and res["scheme"] == "tso-led"
     sim = res["tso_led"]["stage1"]["simultaneity"]
     der1 = m1.adn[0].der
@@ -87,7 +87,7 @@ def test_stage2_keeps_binaries_and_tracks_the_schedule(price_mode: str) -> None:
     case = toy_case(periods=4, n_adns=2, fmax=40.0, price_mode=price_mode)
     run = run_tso_led(case, FAST)
     assert run.result["status"] == "optimal"
-    assert_no_simultaneous(run.stage2, case)
+    assert_no_simultaneous(run.stage2.model, case)
     w1 = np.array(run.result["tso_led"]["stage1"]["pcc_mw"])
     w2 = np.array([adn["pcc_mw"] for adn in run.result["adns"]])
     np.testing.assert_allclose(w2, w1, atol=1e-4)
@@ -100,7 +100,7 @@ def test_result_has_the_dso_led_schema() -> None:
     case = toy_case(periods=2, n_adns=2)
     tso = run_tso_led(case, FAST).result
     dso_model = build_dso_led(case, Formulation(follower="kkt"))
-    dso = collect(dso_model, case, solve(dso_model, FAST), 0.0)
+    dso = collect(dso_model, case, solve(dso_model.model, FAST), 0.0)
     assert set(tso) == set(dso) | {"tso_led"}
     assert set(tso["kpis"]) == set(dso["kpis"])
     assert set(tso["adns"][0]) == set(dso["adns"][0])

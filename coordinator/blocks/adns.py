@@ -23,9 +23,10 @@ def add_adns(m: pyo.Block, case: Case, voltage_cuts: bool = False, load_peaks: l
     for a, adn in enumerate(case.adns):
         blk = m.adn[a]
         blk.der = pyo.Block()
-        add_der(blk.der, adn, periods, case.step_hours, None if load_peaks is None else load_peaks[a])
+        p_withdrawal, q_withdrawal = add_der(blk.der, adn, periods, case.step_hours,
+                                             None if load_peaks is None else load_peaks[a])
         blk.net = pyo.Block()
-        add_distflow(blk.net, adn, periods, blk.der.p_withdrawal, blk.der.q_withdrawal, voltage_cuts)
+        add_distflow(blk.net, adn, periods, p_withdrawal, q_withdrawal, voltage_cuts)
     m.pcc = pyo.Block()
     add_pcc(m.pcc, case.adns, periods, lambda a, t: m.adn[a].net.pcc_p[t], case.inter_adn_p2p)
 

@@ -11,12 +11,14 @@ import numpy as np
 import pyomo.environ as pyo
 
 from coordinator.blocks.data import add_data
+from coordinator.blocks.distflow import Withdrawal
 from coordinator.case import DistributionNetwork
 
 
 def add_der(b: pyo.Block, adn: DistributionNetwork, periods: range, dt: float,
-            load_peak: np.ndarray | None = None) -> None:
-    """Add PV, BESS and prosumer P2P to ``b``; defines ``b.p_withdrawal(j, t)`` / ``b.q_withdrawal(j, t)``.
+            load_peak: np.ndarray | None = None) -> tuple[Withdrawal, Withdrawal]:
+    """Add PV, BESS and prosumer P2P to ``b``; returns the per-bus withdrawals ``p(j, t)``, ``q(j, t)`` the network
+    block balances (returned, not stored on the block: a Pyomo block holds components only).
 
     ``load_peak`` (per bus, MW; default: this horizon's peak) sizes the purchase big-M; a model re-used for other
     data must be rebuilt when a load exceeds it (``coordinator.pipeline`` checks).
@@ -82,11 +84,10 @@ def add_der(b: pyo.Block, adn: DistributionNetwork, periods: range, dt: float,
         return (b.load_p[j, t] - sum(b.pv[k, t] for k in pv_at[j])
                 + sum(b.ch[k, t] - b.dis[k, t] for k in bess_at[j]))
 
-    b.p_withdrawal = p_withdrawal
-    b.q_withdrawal = lambda j, t: b.load_q[j, t]
     b.p2p_volume = pyo.Expression(b.T, rule=lambda _, t: sum(b.q[i, j, t] for (i, j) in b.KK))
     b.retail_volume = pyo.Expression(b.T, rule=lambda _, t: sum(b.g_imp[i, t] + b.g_exp[i, t] for i in b.K))
     b.bess_throughput = pyo.Expression(b.T, rule=lambda _, t: sum(b.ch[k, t] + b.dis[k, t] for k in b.B))
+    return p_withdrawal, lambda j, t: b.load_q[j, t]
 
 
 def set_adn_data(b: pyo.Block, adn: DistributionNetwork) -> None:

@@ -11,16 +11,22 @@ each region; its perspective ``W_r' L_r W_r <= tau_r * delta_r`` is a rotated co
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyomo.environ as pyo
 
 from coordinator.blocks.dcopf import AffineFollower, psd_factor
 from coordinator.cones import RotatedCone
 
+Reader = Callable[[int], object]  # index (follower variable j, or balance row) -> Pyomo expression
+
 
 def add_region_disjunction(b: pyo.Block, regions: list[AffineFollower], w: list, lo: np.ndarray, hi: np.ndarray,
-                           balance_rows: list[int]) -> None:
-    """``w[i]`` is the Pyomo expression of the withdrawal at host bus ``regions[0].buses[i]``."""
+                           balance_rows: list[int]) -> tuple[Reader, Reader]:
+    """``w[i]`` is the Pyomo expression of the withdrawal at host bus ``regions[0].buses[i]``. Returns the readers
+    ``x_of(j)`` and ``lam_of(row)`` of the follower's primal and prices (returned, not stored on the block: a
+    Pyomo block holds components only)."""
     k = len(w)
     R = range(len(regions))
     b.R = pyo.Set(initialize=R)
@@ -53,5 +59,10 @@ def add_region_disjunction(b: pyo.Block, regions: list[AffineFollower], w: list,
     def affine(r: int, const: float, coefs: np.ndarray):
         return const * b.delta[r] + sum(float(coefs[i]) * b.w[r, i] for i in range(k) if coefs[i])
 
-    b.x_of = lambda j: sum(affine(r, float(regions[r].x0[j]), regions[r].S[j]) for r in R)
-    b.lam_of = lambda row: sum(affine(r, float(regions[r].lam0[row]), regions[r].L[row]) for r in R)
+    def x_of(j: int):
+        return sum(affine(r, float(regions[r].x0[j]), regions[r].S[j]) for r in R)
+
+    def lam_of(row: int):
+        return sum(affine(r, float(regions[r].lam0[row]), regions[r].L[row]) for r in R)
+
+    return x_of, lam_of
