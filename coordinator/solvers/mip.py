@@ -26,7 +26,8 @@ from coordinator.solvers.base import (
 )
 
 # SCIP 10.0.2 (PySCIPOpt wheel) crashes ("free(): invalid pointer") or hangs on quadratic constraints when
-# symmetry handling is on; tests/test_solvers.py keeps a regression test for it.
+# symmetry handling is on; tests/test_core_correctness.py (section 7) keeps a regression test for it and
+# benchmarks/scip_symmetry.py measures the narrower detectdoublelex = FALSE (docs/performance.md).
 SCIP_SAFE_OPTIONS = {"misc/usesymmetry": 0}
 
 
