@@ -251,8 +251,8 @@ class BuiltModel:
                 p_r.append(quad.row), p_c.append(quad.col), p_v.append(2.0 * dt * quad.data)  # 1/2 x'Px
                 const += dt * form.pay_const
             if form.cones:
-                g, h, d = rotated_cones(n, [([({off + y: 1.0}, 0.0) for y in ys], ({off + ca: 1.0}, 0.0),
-                                             ({off + cb: 1.0}, 0.0)) for ys, ca, cb in form.cones])
+                g, h, d = rotated_cones(n, [([({off + y: 1.0}, 0.0) for y in c.ys], ({off + c.a: 1.0}, 0.0),
+                                             ({off + c.b: 1.0}, 0.0)) for c in form.cones])
                 cone_g.append(g), cone_h.append(h), dims.extend(d)
         P = sp.csc_matrix((np.concatenate(p_v) if p_v else [], (np.concatenate(p_r) if p_r else [],
                                                                  np.concatenate(p_c) if p_c else [])), shape=(n, n))

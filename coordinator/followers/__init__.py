@@ -20,9 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+
+
+class LocalCone(NamedTuple):
+    """A rotated cone over a form's local variables: ``sum_i y_i^2 <= a * b`` (local column indices)."""
+
+    ys: list[int]
+    a: int
+    b: int
 
 
 @dataclass
@@ -40,7 +49,7 @@ class FollowerForm:
     in_w: sp.csr_matrix  # (m_in, k): rows A_w w + A_loc local <= b
     in_loc: sp.csr_matrix
     in_b: np.ndarray
-    cones: list[tuple[list[int], int, int]]  # rotated cones over locals: sum y^2 <= a * b as ([y...], a, b)
+    cones: list[LocalCone]
     pay_w: np.ndarray  # payment ($/h) = pay_w'w + w'pay_ww w + pay_loc'local + local'pay_ll local + pay_const
     pay_ww: np.ndarray  # (k, k) symmetric PSD
     pay_loc: np.ndarray
@@ -64,4 +73,4 @@ def empty_rows(k: int, n: int) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray
 
 from coordinator.followers.choose import choose_forms  # noqa: E402  (the chooser needs FollowerForm)
 
-__all__ = ["FollowerForm", "choose_forms", "empty_rows"]
+__all__ = ["FollowerForm", "LocalCone", "choose_forms", "empty_rows"]

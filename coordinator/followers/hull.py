@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from coordinator.blocks.dcopf import FollowerQP, psd_factor
-from coordinator.followers import FollowerForm
+from coordinator.followers import FollowerForm, LocalCone
 from coordinator.parametric import AffineFollower
 
 
@@ -53,7 +53,7 @@ def hull_form(qp: FollowerQP, regions: list[AffineFollower], lo: np.ndarray, hi:
             coefs.update({int(w[i]): -float(f[e, i]) for i in range(k) if f[e, i]})
             eq.append(({}, coefs)), eq_b.append(0.0)
         if f.shape[0]:
-            cones.append(([int(j) for j in y], tau, d))
+            cones.append(LocalCone([int(j) for j in y], int(tau), int(d)))
         pay_loc[w] = reg.lam0[rows_bal]
         pay_loc[tau] = 1.0
         x_map[:, 1 + k + d] = reg.x0
