@@ -177,10 +177,17 @@ class LeaderTemplate:
         set_pcc_box(self.model, case, loss_allowance)
         return np.array([v.value for v in self.data_vars], dtype=float)
 
+    def same_columns(self, other: LeaderTemplate) -> bool:
+        """Same variables in the same columns (a rebuild for a larger big-M keeps them): plans carry over."""
+        return other is self or [v.name for v in other.columns] == [v.name for v in self.columns]
+
     def fits(self, case: Case) -> bool:
         """The model's data-independent coefficients (purchase big-M) are valid for ``case``'s loads."""
         return all(np.all(adn.load_p.max(axis=0) <= peak + 1e-12)
                    for adn, peak in zip(case.adns, self.load_peaks, strict=True))
+
+
+REBUILD_HEADROOM = 1.25  # a rebuilt leader template sizes the purchase big-M on 1.25 x the new case's peaks
 
 
 @dataclass
@@ -302,7 +309,7 @@ class BuiltModel:
     def warm_start(self, previous: Plan, case: Case) -> tuple[np.ndarray, np.ndarray] | None:
         """Every binary's value in the previous plan moved to ``case``'s horizon: the leaders' binaries of the
         same variable, the follower's pick at the previous withdrawals of the same hour."""
-        if previous.leaders is not self.leaders:
+        if not self.leaders.same_columns(previous.leaders):
             return None
         shift = int(round((case.start_hour - previous.start_hour) / case.step_hours)) % case.periods
         src = self.leaders.rolled(shift)
@@ -362,7 +369,9 @@ class FastPipeline:
     def solve(self, case: Case, ac_periods: list[int] | None = None) -> dict:
         start = time.perf_counter()
         if not self.built.leaders.fits(case):  # a load above the big-M basis: rebuild the leaders for it
-            peaks = [np.maximum(adn.load_p.max(axis=0), p)
+            # with headroom: a receding horizon reaching into the next day raises the peaks a little at a time,
+            # and each rebuild costs seconds (a looser big-M costs nothing measurable)
+            peaks = [np.maximum(REBUILD_HEADROOM * adn.load_p.max(axis=0), p)
                      for adn, p in zip(case.adns, self.built.leaders.load_peaks, strict=True)]
             self.built.leaders = LeaderTemplate(case, self.formulation.voltage_cuts, self.formulation.loss_allowance,
                                                 peaks)

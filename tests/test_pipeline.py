@@ -92,6 +92,12 @@ def test_a_load_above_the_build_peak_rebuilds_the_big_m() -> None:
     assert all(np.all(p >= adn.load_p.max(axis=0) - 1e-12) for p, adn in zip(peaks, heavy.adns, strict=True))
     _, ref = scip_reference(heavy)
     assert got["objective"] == pytest.approx(ref.objective, rel=1e-6, abs=1e-6)
+    rebuilt = session.pipeline.built.leaders
+    heavier = _shifted(base, 1.75, 0.5)  # a little more, as a receding horizon brings: within the headroom
+    got = session.solve(heavier)
+    assert session.pipeline.built.leaders is rebuilt
+    _, ref = scip_reference(heavier)
+    assert got["objective"] == pytest.approx(ref.objective, rel=1e-6, abs=1e-6)
 
 
 def test_region_cache_recertifies_to_the_fresh_exploration() -> None:
