@@ -116,7 +116,7 @@ def run_scale(scenario: str, n_adns: int, periods: int, solver: str, time_limit:
                    bound=result["bound"], message=result["message"], solver_name=result["solver"],
                    follower_periods=[len(form.get(k, [])) for k in ("affine_periods", "region_periods",
                                                                     "kkt_periods")])
-        nodes = re.match(r"(\d+) nodes", result["message"] or "")
+        nodes = re.match(r"(\d+) nodes(?=$|[,;])", result["message"] or "")  # not "2 nodes failed ..."
         row["nodes"] = int(nodes.group(1)) if nodes else None
         if profiler:
             row["profile"] = profile_summary(profiler)
