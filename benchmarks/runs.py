@@ -40,7 +40,9 @@ def run_isolated(target: Callable[..., dict[str, Any]], kwargs: dict[str, Any], 
     carries ``identity`` (the columns naming the case)."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, target, kwargs), daemon=True)
+    # not a daemon: the SCIP strategy forks its own child (coordinator/solvers/mip.py), which a daemonic process may
+    # not do; the watchdog below kills a child that does not answer, so none is left behind
+    proc = ctx.Process(target=_child, args=(child, target, kwargs), daemon=False)
     start = time.perf_counter()
     proc.start()
     child.close()

@@ -347,6 +347,27 @@ def test_simbench_mv_end_to_end_matches_runpp(tmp_path: Path) -> None:
     assert_voltages_match_runpp(m, case, MV, res)
 
 
+def test_simbench_wind_standstill_is_no_negative_availability(tmp_path: Path) -> None:
+    """simbench's own wind series dip below 0 (day 196, hour 8 of 1-MV-rural: -3e-6 MW at a bus); the ADN's
+    availability is those series clipped at 0, and otherwise equal to them (totals against simbench directly)."""
+    import simbench as sb
+
+    from coordinator.grids.series import simbench_series
+    from coordinator.profiles import horizon_rows
+
+    raw = sb.get_absolute_values(simbench_net(MV), profiles_instead_of_study_cases=True)[("sgen", "p_mw")]
+    rows = horizon_rows(196, 60, 24, 0.0)
+    hourly = raw.to_numpy()[rows].mean(axis=1)  # (24, sgens)
+    assert hourly.min() < 0  # the raw data this guards against
+    series = simbench_series(MV, 196, 60, 24, 0.0)
+    assert series.sgen_p.min() >= 0.0
+    np.testing.assert_allclose(series.sgen_p.sum(axis=1), np.maximum(raw.to_numpy(), 0.0)[rows].mean(axis=1)
+                               .sum(axis=1), atol=1e-3)
+    scenario = write_scenario(tmp_path, {"periods": 24, "start_hour": 0, "adns": [
+        {"name": "mv", "tn_bus": 7, "network": {"simbench": MV}, "placement": "auto"}]})
+    assert build_case(load_scenario(scenario)).adns[0].pv_avail.min() >= 0.0  # refused before the clip
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # (c) placement auto
 

@@ -3,6 +3,10 @@
 ``simbench.get_absolute_values(net, profiles_instead_of_study_cases=True)`` gives 15-minute series of every load
 (P, Q) and sgen (P) over the profile year 2016; they are summed per case bus and cut to a horizon with the same
 calendar and DST rules as :mod:`coordinator.profiles` (hourly periods are means of four quarter hours).
+
+Available sgen power is clipped at 0 per bus: simbench's wind profiles (``WP4``, ``WP7``, ``WP10``) hold small
+negative values (down to -2e-5 MW, the turbine's own consumption at standstill), which a curtailable unit's
+availability cannot be and ``Case.validate`` refuses.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def _year(code: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     load_p = per_bus("load", "p_mw", list(grid.buses))
     load_q = per_bus("load", "q_mvar", list(grid.buses))
-    sgen_p = per_bus("sgen", "p_mw", list(grid.sgen_bus))
+    sgen_p = np.maximum(per_bus("sgen", "p_mw", list(grid.sgen_bus)), 0.0)
     if not len(sgen_p):
         sgen_p = np.zeros((len(load_p), 0))
     for a in (load_p, load_q, sgen_p):
