@@ -54,7 +54,7 @@ def solve_one(case: dict[str, Any], setting: dict[str, Any], time_limit: float) 
             config = dataclasses.replace(config, adns=config.adns[:case["adns"]])
         built = build_case(config, periods=case["periods"])
     mip.SCIP_SAFE_OPTIONS = dict(setting)  # read when the solve starts
-    model = build_dso_led(built, Formulation(follower="kkt"))
+    model = build_dso_led(built, Formulation(follower="kkt")).model
     start = time.perf_counter()
     # this child is the crash boundary (run_isolated), so SCIP runs here rather than in a child of its own
     report = mip._solve_scip_here(model, SolveOptions(solver="scip", mip_gap=1e-6, time_limit=time_limit))
