@@ -294,17 +294,10 @@ class BuiltModel:
 
     def integer_hint(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Columns and values of the follower binaries that each period's follower picks at ``x``'s withdrawals."""
-        cols, vals = [], []
-        for form, off, host in zip(self.forms, self.offsets, self.hosts, strict=True):
-            if form.integer_hint is None:
-                continue
-            picked = form.integer_hint(host @ x)
-            if picked is not None:
-                cols.append(off + np.flatnonzero(form.integer))
-                vals.append(picked)
-        if not cols:
+        picks = [p for p in self._follower_picks([host @ x for host in self.hosts]) if p is not None]
+        if not picks:
             return np.zeros(0, dtype=int), np.zeros(0)
-        return np.concatenate(cols), np.concatenate(vals)
+        return np.concatenate([c for c, _ in picks]), np.concatenate([v for _, v in picks])
 
     def warm_start(self, previous: Plan, case: Case) -> tuple[np.ndarray, np.ndarray] | None:
         """Every binary's value in the previous plan moved to ``case``'s horizon: the leaders' binaries of the
@@ -312,18 +305,24 @@ class BuiltModel:
         if not self.leaders.same_columns(previous.leaders):
             return None
         shift = int(round((case.start_hour - previous.start_hour) / case.step_hours)) % case.periods
-        src = self.leaders.rolled(shift)
-        cols = [np.flatnonzero(self.leaders.integer)]
-        vals = [np.round(previous.x[src[cols[0]]])]
-        for t, (form, off) in enumerate(zip(self.forms, self.offsets, strict=True)):
+        picks = self._follower_picks([previous.w[(t + shift) % case.periods] for t in range(len(self.forms))])
+        if any(p is None for p in picks):
+            return None
+        leader_ints = np.flatnonzero(self.leaders.integer)
+        cols = [leader_ints] + [c for c, _ in picks]
+        vals = [np.round(previous.x[self.leaders.rolled(shift)[leader_ints]])] + [v for _, v in picks]
+        return np.concatenate(cols), np.concatenate(vals)
+
+    def _follower_picks(self, withdrawals: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """Per period with binaries, (columns, values) of the follower's own pick at that period's withdrawals
+        (``None`` where the follower has no answer there)."""
+        out = []
+        for form, off, w in zip(self.forms, self.offsets, withdrawals, strict=True):
             if form.integer_hint is None:
                 continue
-            picked = form.integer_hint(previous.w[(t + shift) % case.periods])
-            if picked is None:
-                return None
-            cols.append(off + np.flatnonzero(form.integer))
-            vals.append(picked)
-        return np.concatenate(cols), np.concatenate(vals)
+            picked = form.integer_hint(w)
+            out.append(None if picked is None else (off + np.flatnonzero(form.integer), picked))
+        return out
 
     def size(self, problem: ConicProblem) -> dict:
         return {"variables": problem.n, "binaries": int(problem.integer.sum()),

@@ -97,7 +97,7 @@ def branch_and_bound(form: ConicProblem, options: SolveOptions, hint: Hint | Non
             continue
         nodes += 1
         frac = np.abs(x[ints] - np.round(x[ints]))
-        if _integral(x[ints]):
+        if frac.max(initial=0.0) <= INT_TOL:
             best_x, best_obj = x, node_obj
             continue
         rounded, conflict = _implied_rounding(form, ints, x)

@@ -58,8 +58,7 @@ class Presolver:
         self.lin = np.r_[0:n_eq, n_eq + bound_rows:n_eq + n_nonneg]  # rows that propagate (bound rows are bounds)
         self.A_lin = A[self.lin].tocsr()
         self.is_eq = self.lin < n_eq
-        self.pattern = self.A_lin.copy()
-        self.pattern.data[:] = 1.0
+        self.pattern = self.row_pattern[self.lin]
 
     def reduce(self, lb: np.ndarray, ub: np.ndarray, b: np.ndarray) -> Reduced | None:
         """``None`` when the fixings are infeasible."""
@@ -109,9 +108,10 @@ class Presolver:
         keep = np.ones(len(b), dtype=bool)
         keep[empty_eq] = keep[empty_nn] = False
         A = self.A[keep][:, free].tocsc()
-        P = sp.triu(self.P_full[free][:, free]).tocsc()
-        q = self.q[free] + self.P_full[free][:, fixed] @ value[fixed]
         v = value[fixed]
+        p_free = self.P_full[free]
+        P = sp.triu(p_free[:, free]).tocsc()
+        q = self.q[free] + p_free[:, fixed] @ v
         const = float(self.q[fixed] @ v + 0.5 * v @ (self.P_full[fixed][:, fixed] @ v))
         return Reduced(P=P, q=q, A=A, b=rest[keep], n_eq=self.n_eq - len(empty_eq),
                        n_nonneg=self.n_nonneg - len(empty_nn), const=const, free=free, fixed_values=value)
