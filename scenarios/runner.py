@@ -25,7 +25,7 @@ from loguru import logger
 from mosaik.exceptions import ScenarioError as MosaikScenarioError
 
 from coordinator.kpis import self_consumption
-from coordinator.solvers.base import DEFAULT_MIP_GAP, DEFAULT_SOLVER, DEFAULT_TIME_LIMIT, SolveOptions
+from coordinator.solvers.base import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT, SolveOptions, chosen_solver
 from scenarios.config import STEPS, ScenarioConfig, ScenarioError, build_case
 from scenarios.plugins import (
     PluginSpec,
@@ -176,7 +176,7 @@ def resolve(cfg: ScenarioConfig, settings: RunSettings) -> RunPlan:
     seed = forecast.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ScenarioError(cfg.source, "coordinator.forecast.seed", seed, "must be an integer >= 0")
-    solver = settings.solver or section.get("solver") or DEFAULT_SOLVER
+    solver = chosen_solver(settings.solver, section.get("solver"))
     from coordinator.solvers import STRATEGIES
 
     if solver not in STRATEGIES:

@@ -170,7 +170,7 @@ def _check_combinations(points: list[tuple[str, argparse.Namespace, dict]]) -> N
     """``cli_common.check_combination`` at every grid point, with the solver the run would use (``run``: the point's
     scenario ``coordinator.solver`` unless ``--solver`` is given). As in ``tsodso study``, the formulation options
     are for the DSO-led points: a TSO-led point is refused for them only when no point of the sweep is DSO-led."""
-    from coordinator.solvers.base import DEFAULT_SOLVER
+    from coordinator.solvers.base import chosen_solver
     from scenarios.cli_common import check_combination
 
     schemes = {ns.scheme or "dso-led" for _, ns, _ in points}
@@ -179,7 +179,7 @@ def _check_combinations(points: list[tuple[str, argparse.Namespace, dict]]) -> N
         if scheme != "dso-led" and "dso-led" in schemes:
             continue
         section = scenario.get("coordinator") if isinstance(scenario.get("coordinator"), Mapping) else {}
-        solver = ns.solver or section.get("solver") or DEFAULT_SOLVER
+        solver = chosen_solver(ns.solver, section.get("solver"))
         check_combination(ns, solver=solver, schemes=[scheme], where=where)
 
 

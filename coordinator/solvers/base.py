@@ -32,6 +32,11 @@ DEFAULT_TIME_LIMIT = 120.0  # s per solve; the best incumbent is kept when it is
 DEFAULT_MIP_GAP = 1e-3
 
 
+def chosen_solver(command_line: str | None, scenario: str | None) -> str:
+    """The solver a run uses: ``--solver``, else the scenario's ``coordinator.solver``, else the default."""
+    return command_line or scenario or DEFAULT_SOLVER
+
+
 def default_options(**overrides) -> SolveOptions:
     return SolveOptions(**{"solver": DEFAULT_SOLVER, "time_limit": DEFAULT_TIME_LIMIT, "mip_gap": DEFAULT_MIP_GAP,
                            **overrides})
