@@ -17,6 +17,7 @@ conic problem.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -26,12 +27,13 @@ import scipy.sparse as sp
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
 from coordinator.acpf import AcChecker
-from coordinator.blocks.adns import add_adns, add_pcc_box, dso_operating_cost, set_pcc_box
+from coordinator.blocks.adns import add_adns, add_pcc_box, dso_operating_cost, pcc_box, write_pcc_box
 from coordinator.blocks.data import data_variables
 from coordinator.blocks.dcopf import FollowerQP, dcopf_qp
 from coordinator.blocks.der import set_adn_data
 from coordinator.case import Case
 from coordinator.cones import registered_cones
+from coordinator.diskcache import code_stamp, disk_cached
 from coordinator.followers import FollowerForm, choose_forms
 from coordinator.model import formulation_info
 from coordinator.parametric import RegionCache
@@ -70,7 +72,11 @@ def _take(x: np.ndarray, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 
 
 class LeaderTemplate:
-    """The leaders' rows compiled once; ``rhs(theta)`` gives the right-hand sides for new data."""
+    """The leaders' rows compiled once; ``rhs(theta)`` gives the right-hand sides for new data.
+
+    Plain arrays only: the Pyomo model is dropped after compiling, so a template pickles (the disk cache of
+    :func:`leader_template`) and reads new data with one gather (``theta``) instead of writing Pyomo variables.
+    """
 
     def __init__(self, case: Case, voltage_cuts: bool, loss_allowance: float,
                  load_peaks: list[np.ndarray] | None = None) -> None:
@@ -82,7 +88,6 @@ class LeaderTemplate:
         add_pcc_box(m, case, loss_allowance)
         m.objective = pyo.Objective(expr=case.step_hours * sum(
             dso_operating_cost(m, case, a, t) for a in m.pcc.A for t in m.T))
-        self.model = m
         data = data_variables(m)
         cones = registered_cones(m)
         for cone in cones:
@@ -100,9 +105,8 @@ class LeaderTemplate:
         cols = info.columns
         is_data = np.array([id(v) in data_ids for v in cols], dtype=bool)
         dec, dat = np.flatnonzero(~is_data), np.flatnonzero(is_data)
-        self.columns = [cols[i] for i in dec]
-        self.data_vars = [cols[i] for i in dat]
-        self.col = Columns({id(v): k for k, v in enumerate(self.columns)})
+        columns = [cols[i] for i in dec]
+        self.col = Columns({id(v): k for k, v in enumerate(columns)})
         A = sp.csr_matrix(info.A)
         kinds = np.array([r.bound_type for r in info.rows])
         sign = np.where(kinds == -1, -1.0, 1.0)  # ">=" rows become "<=" rows
@@ -115,14 +119,19 @@ class LeaderTemplate:
         c = sp.csr_matrix(info.c).toarray().ravel() if info.c.shape[0] else np.zeros(len(cols))
         self.q, self.q_dat = c[dec], c[dat]
         self.q_const = float(np.sum(info.c_offset)) if len(info.c_offset) else 0.0
-        self.n = len(self.columns)
-        self.lb = np.array([-np.inf if v.lb is None else float(v.lb) for v in self.columns])
-        self.ub = np.array([np.inf if v.ub is None else float(v.ub) for v in self.columns])
-        self.integer = np.array([v.is_binary() for v in self.columns], dtype=bool)
+        self.n = len(columns)
+        self.lb = np.array([-np.inf if v.lb is None else float(v.lb) for v in columns])
+        self.ub = np.array([np.inf if v.ub is None else float(v.ub) for v in columns])
+        self.integer = np.array([v.is_binary() for v in columns], dtype=bool)
         self.cones = self._cone_rows(cones)
         self.n_cones = len(cones)
-        self.maps = self._index_maps(case)
+        self.maps = self._index_maps(m, case)
+        self.column_names = [v.name for v in columns]
+        self._period_keys = [_period_key(v) for v in columns]
+        self.data_index = _data_index(m, [cols[i] for i in dat], case, loss_allowance)
+        self.periods = case.periods
         self._rolled: dict[int, np.ndarray] = {}
+        del self.col  # ids of Pyomo objects: meaningless once the model is gone
 
     def _term(self, var) -> tuple[dict[int, float], float]:
         col = self.col.of(var)
@@ -136,8 +145,8 @@ class LeaderTemplate:
         return rotated_cones(self.n, [([self._term(y) for y in c.ys], self._term(c.a), self._term(c.b))
                                       for c in cones])
 
-    def _index_maps(self, case: Case) -> dict:
-        m, T = self.model, list(range(case.periods))
+    def _index_maps(self, m: pyo.ConcreteModel, case: Case) -> dict:
+        T = list(range(case.periods))
         out = []
         for a in range(len(case.adns)):
             der, net = m.adn[a].der, m.adn[a].net
@@ -159,11 +168,8 @@ class LeaderTemplate:
         """(n,) for each column the column of the same variable ``shift`` periods later (cyclically): the
         previous plan moved to the current horizon. Every leader variable is indexed by period last."""
         if shift not in self._rolled:
-            periods = len(self.model.T)
-            where = {}
-            for c, v in enumerate(self.columns):
-                idx = v.index() if isinstance(v.index(), tuple) else (v.index(),)
-                where[(id(v.parent_component()), idx[:-1], idx[-1])] = c
+            periods = self.periods
+            where = {key: c for c, key in enumerate(self._period_keys)}
             src = np.arange(self.n)
             for (comp, key, t), c in where.items():
                 src[c] = where.get((comp, key, (t + shift) % periods), c)
@@ -171,20 +177,84 @@ class LeaderTemplate:
         return self._rolled[shift]
 
     def theta(self, case: Case, loss_allowance: float) -> np.ndarray:
-        """Write ``case``'s data into the data variables and read them back in column order."""
-        for a, adn in enumerate(case.adns):
-            set_adn_data(self.model.adn[a].der, adn)
-        set_pcc_box(self.model, case, loss_allowance)
-        return np.array([v.value for v in self.data_vars], dtype=float)
+        """``case``'s data in the order of the data columns."""
+        return np.concatenate([p.ravel() for p in leader_data(case, loss_allowance)])[self.data_index]
 
     def same_columns(self, other: LeaderTemplate) -> bool:
         """Same variables in the same columns (a rebuild for a larger big-M keeps them): plans carry over."""
-        return other is self or [v.name for v in other.columns] == [v.name for v in self.columns]
+        return other is self or other.column_names == self.column_names
 
     def fits(self, case: Case) -> bool:
         """The model's data-independent coefficients (purchase big-M) are valid for ``case``'s loads."""
         return all(np.all(adn.load_p.max(axis=0) <= peak + 1e-12)
                    for adn, peak in zip(case.adns, self.load_peaks, strict=True))
+
+
+def _period_key(var) -> tuple[str, tuple, object]:
+    """(component, index without the period, period) of a leader variable."""
+    idx = var.index() if isinstance(var.index(), tuple) else (var.index(),)
+    return var.parent_component().name, idx[:-1], idx[-1]
+
+
+def leader_data(case: Case, loss_allowance: float) -> list[np.ndarray]:
+    """Every data array the leaders read, in a fixed order: per ADN loads, PV availability and initial SoC, then the
+    PCC box (what ``set_adn_data`` and ``set_pcc_box`` write into the data variables)."""
+    parts: list[np.ndarray] = []
+    for adn in case.adns:
+        parts += [np.asarray(adn.load_p, dtype=float), np.asarray(adn.load_q, dtype=float),
+                  np.asarray(adn.pv_avail, dtype=float), np.array([b.e0 for b in adn.bess], dtype=float)]
+    return parts + list(pcc_box(case, loss_allowance))
+
+
+def _data_index(m: pyo.ConcreteModel, data_vars: list, case: Case, loss_allowance: float) -> np.ndarray:
+    """Position in the flattened :func:`leader_data` of each data column's value.
+
+    Found by writing every datum's position as its value through the block's own setters and reading the data
+    variables back, so the layout is never restated by hand.
+    """
+    parts = leader_data(case, loss_allowance)
+    starts = np.concatenate([[0], np.cumsum([p.size for p in parts])])
+    tags = [np.arange(s, s + p.size, dtype=float).reshape(p.shape) for s, p in zip(starts, parts, strict=False)]
+    for v in data_vars:
+        v.value = -1.0
+    for a, adn in enumerate(case.adns):
+        load_p, load_q, pv, e0 = tags[4 * a:4 * a + 4]
+        set_adn_data(m.adn[a].der, dataclasses.replace(
+            adn, load_p=load_p, load_q=load_q, pv_avail=pv,
+            bess=[dataclasses.replace(b, e0=float(e)) for b, e in zip(adn.bess, e0, strict=True)]))
+    write_pcc_box(m, tags[-2], tags[-1])
+    index = np.array([round(v.value) for v in data_vars], dtype=int)
+    missing = [v.name for v, k in zip(data_vars, index, strict=True) if k < 0]
+    if missing:
+        raise ValueError(f"data variables without a place in leader_data: {missing[:5]}")
+    return index
+
+
+def leader_structure(case: Case) -> tuple:
+    """What a compiled template depends on besides its data arrays (the key of its disk cache)."""
+    def blank(adn):
+        return dataclasses.replace(adn, load_p=adn.load_p.shape, load_q=adn.load_q.shape,
+                                   pv_avail=adn.pv_avail.shape,
+                                   bess=[dataclasses.replace(b, e0=0.0) for b in adn.bess])
+
+    prices = dataclasses.replace(case.prices, tariff_import=(), tariff_export=())
+    return tuple(blank(adn) for adn in case.adns), case.periods, case.step_hours, prices, case.inter_adn_p2p
+
+
+def leader_template(case: Case, voltage_cuts: bool, loss_allowance: float,
+                    load_peaks: list[np.ndarray] | None = None) -> LeaderTemplate:
+    """The compiled leaders of ``case``'s structure, from the disk cache when this structure was compiled before
+    (the Pyomo build and compile cost ~3 s for 5 ADNs and ~60 s for 50)."""
+    peaks = load_peaks or [adn.load_p.max(axis=0) for adn in case.adns]
+    return _compiled(leader_structure(case), voltage_cuts, loss_allowance,
+                     [np.asarray(p, dtype=float) for p in peaks], code_stamp(), case=case)
+
+
+@disk_cached(ignore=("case",))
+def _compiled(structure: tuple, voltage_cuts: bool, loss_allowance: float, peaks: list[np.ndarray], code: str,
+              case: Case) -> LeaderTemplate:
+    """``structure`` and ``code`` (the package's source) key the cache; ``case`` is only read for its structure."""
+    return LeaderTemplate(case, voltage_cuts, loss_allowance, peaks)
 
 
 REBUILD_HEADROOM = 1.25  # a rebuilt leader template sizes the purchase big-M on 1.25 x the new case's peaks
@@ -360,7 +430,7 @@ class FastPipeline:
         self.ac = AcChecker()
         start = time.perf_counter()
         self.qp = dcopf_qp(case.tn)
-        self.built = BuiltModel(LeaderTemplate(case, formulation.voltage_cuts, formulation.loss_allowance), self.qp,
+        self.built = BuiltModel(leader_template(case, formulation.voltage_cuts, formulation.loss_allowance), self.qp,
                                 formulation, RegionCache(self.qp))
         self.build_time_s = time.perf_counter() - start
         self.previous: Plan | None = None
@@ -372,8 +442,8 @@ class FastPipeline:
             # and each rebuild costs seconds (a looser big-M costs nothing measurable)
             peaks = [np.maximum(REBUILD_HEADROOM * adn.load_p.max(axis=0), p)
                      for adn, p in zip(case.adns, self.built.leaders.load_peaks, strict=True)]
-            self.built.leaders = LeaderTemplate(case, self.formulation.voltage_cuts, self.formulation.loss_allowance,
-                                                peaks)
+            self.built.leaders = leader_template(case, self.formulation.voltage_cuts,
+                                                 self.formulation.loss_allowance, peaks)
         problem = self.built.assemble(case)
         model_time = time.perf_counter() - start
         guess = self.built.warm_start(self.previous, case) if self.previous else None

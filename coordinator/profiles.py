@@ -1,7 +1,8 @@
 """Load and PV day profiles from the CSV files shipped with the ``simbench`` package.
 
 ``simbench.get_simbench_net`` builds a whole grid (~5 s) just to reach the profiles, so the CSVs are read directly,
-one column at a time, and each parsed column is cached for the lifetime of the process.
+one column at a time, and each parsed column is cached for the lifetime of the process and on disk
+(``coordinator.diskcache``).
 
 Data facts (SimBench base case ``1-complete_data-mixed-all-0-sw``): year 2016 (366 days), 15-minute rows,
 ``;``-separated, 35136 rows. The ``time`` labels are German local wall-clock time: 27 Mar has no 02:00-02:45 rows and
@@ -21,6 +22,8 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
+
+from coordinator.diskcache import disk_cached, file_stamp
 
 __all__ = ["DayProfiles", "available_profiles", "day_profiles", "horizon_rows", "periods_in_year"]
 
@@ -65,13 +68,13 @@ def _path(file: str) -> str:
 @cache
 def _header(file: str) -> tuple[str, ...]:
     """Column names of a profile CSV (reads the first line only)."""
-    return tuple(pd.read_csv(_path(file), sep=SEP, nrows=0).columns)
+    return _read_header(_path(file), file_stamp(_path(file)))
 
 
 @cache
 def _column(file: str, column: str) -> np.ndarray:
-    """One numeric column as a read-only float array; cached because a full-file parse costs ~0.2 s."""
-    values = pd.read_csv(_path(file), sep=SEP, usecols=[column], dtype={column: np.float64})[column].to_numpy()
+    """One numeric column as a read-only float array (a full-file parse: ~0.25 s, so cached on disk too)."""
+    values = _read_column(_path(file), file_stamp(_path(file)), column)
     values.setflags(write=False)
     return values
 
@@ -82,11 +85,28 @@ def _day_start_rows() -> np.ndarray:
 
     Taken from the labels rather than ``(day - 1) * 96`` because DST shifts rows by one hour in summer.
     """
-    times = pd.read_csv(_path(RES_FILE), sep=SEP, usecols=["time"])["time"]
-    dates = times.str.slice(0, 10)
-    starts = np.flatnonzero((dates != dates.shift()).to_numpy())
+    starts = _read_day_starts(_path(RES_FILE), file_stamp(_path(RES_FILE)))
     starts.setflags(write=False)
     return starts
+
+
+# the readers behind the caches; ``stamp`` (size, mtime) only keys the disk cache
+
+
+@disk_cached
+def _read_header(path: str, stamp: tuple[int, int]) -> tuple[str, ...]:
+    return tuple(pd.read_csv(path, sep=SEP, nrows=0).columns)
+
+
+@disk_cached
+def _read_column(path: str, stamp: tuple[int, int], column: str) -> np.ndarray:
+    return pd.read_csv(path, sep=SEP, usecols=[column], dtype={column: np.float64})[column].to_numpy()
+
+
+@disk_cached
+def _read_day_starts(path: str, stamp: tuple[int, int]) -> np.ndarray:
+    dates = pd.read_csv(path, sep=SEP, usecols=["time"])["time"].str.slice(0, 10)
+    return np.flatnonzero((dates != dates.shift()).to_numpy())
 
 
 def available_profiles() -> dict[str, list[str]]:

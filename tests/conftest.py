@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+
+# every test compiles and reads its inputs itself (a cached model would make "fresh build" comparisons vacuous);
+# tests/test_diskcache.py turns the cache on in a folder of its own. Set here so that subprocesses inherit it.
+os.environ["TSODSO_CACHE_DIR"] = "off"
 
 
 @pytest.fixture(scope="session")

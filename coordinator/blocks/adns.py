@@ -5,6 +5,7 @@ The DSO-led and TSO-led problems are peers assembled from these (neither imports
 
 from __future__ import annotations
 
+import numpy as np
 import pyomo.environ as pyo
 
 from coordinator.blocks.data import add_data
@@ -76,7 +77,15 @@ def add_pcc_box(m: pyo.Block, case: Case, loss_allowance: float) -> None:
 
 
 def set_pcc_box(m: pyo.Block, case: Case, loss_allowance: float) -> None:
-    for a, adn in enumerate(case.adns):
-        for t in range(case.periods):
-            lo, hi = pcc_range(adn, t, loss_allowance)
-            m.pcc_lo[a, t].value, m.pcc_hi[a, t].value = lo, hi
+    write_pcc_box(m, *pcc_box(case, loss_allowance))
+
+
+def pcc_box(case: Case, loss_allowance: float) -> tuple[np.ndarray, np.ndarray]:
+    """(A, T) lower and upper bounds of every PCC withdrawal."""
+    box = np.array([[pcc_range(adn, t, loss_allowance) for t in range(case.periods)] for adn in case.adns])
+    return box[..., 0].reshape(len(case.adns), case.periods), box[..., 1].reshape(len(case.adns), case.periods)
+
+
+def write_pcc_box(m: pyo.Block, lo: np.ndarray, hi: np.ndarray) -> None:
+    for a, t in np.ndindex(lo.shape):
+        m.pcc_lo[a, t].value, m.pcc_hi[a, t].value = float(lo[a, t]), float(hi[a, t])

@@ -2,7 +2,7 @@
 
 A :class:`NetSource` is a plain ``(kind, value)`` tuple so that ``coordinator.case`` can carry it without importing
 this package. Loading a grid costs 0.1-5 s (simbench builds its nets from CSV), so each source is read once per
-process and handed out as deep copies (~10 ms).
+machine (``coordinator.diskcache``) and once per process, and handed out as deep copies (~10 ms).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import functools
 import math
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from coordinator.diskcache import disk_cached, file_stamp
 
 KINDS = ("case", "file", "simbench")
 FILE_SUFFIXES = (".json", ".m", ".mat")
@@ -54,6 +56,28 @@ def fresh_net(spec: NetSource | tuple[str, str] | str) -> Any:
 
 @functools.lru_cache(maxsize=32)
 def _load(src: NetSource) -> Any:
+    if src.kind == "file":
+        path = Path(src.value)
+        if path.suffix.lower() not in FILE_SUFFIXES or not path.is_file():
+            return _read_file(path)  # the error message, without a cache entry
+        return _read(src, _versions(), file_stamp(path))
+    return _read(src, _versions(), None)
+
+
+@functools.cache
+def _versions() -> tuple[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        simbench = version("simbench")
+    except PackageNotFoundError:
+        simbench = ""
+    return version("pandapower"), simbench
+
+
+@disk_cached
+def _read(src: NetSource, versions: tuple[str, str], stamp: tuple[int, int] | None) -> Any:
+    """The grid read from its source; ``versions`` and ``stamp`` only key the disk cache."""
     if src.kind == "case":
         import pandapower.networks as pn
 

@@ -1,0 +1,84 @@
+"""A disk cache for inputs that are slow to parse, so that only a machine's first run pays for them.
+
+pandapower reads a JSON case in ~0.8 s (its format conversion builds empty nets), simbench builds a grid from CSV in
+~5 s and a profile column costs a full CSV parse (~0.25 s); unpickled they take ~15 ms. ``joblib.Memory`` keys each
+entry on the function's arguments and drops the entries of a function whose code changed, so callers pass what
+identifies the content: library versions, a file's size and modification time (:func:`file_stamp`).
+
+Location: ``$TSODSO_CACHE_DIR``, else the platform's user cache folder (``~/.cache/tsodso`` on Linux).
+``TSODSO_CACHE_DIR=off`` turns the cache off; a folder that cannot be written does too, silently (reading inputs
+must never fail because of the cache).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+ENV = "TSODSO_CACHE_DIR"
+OFF = ("off", "none", "0", "")
+
+F = TypeVar("F", bound=Callable)
+
+
+def cache_dir() -> str | None:
+    """The folder in use, or None when caching is off."""
+    value = os.environ.get(ENV)
+    if value is not None:
+        return None if value.strip().lower() in OFF else value
+    import platformdirs
+
+    return platformdirs.user_cache_dir("tsodso", appauthor=False)
+
+
+@functools.cache
+def _memory(location: str | None):
+    import joblib
+
+    if location is not None:
+        try:
+            os.makedirs(location, exist_ok=True)
+            if not os.access(location, os.W_OK):
+                location = None
+        except OSError:
+            location = None
+    return joblib.Memory(location, verbose=0)
+
+
+def disk_cached(func: F | None = None, *, ignore: tuple[str, ...] = ()):
+    """``func`` with its results kept on disk, keyed on its arguments except those named in ``ignore``; the cache
+    folder is looked up at each call (tests change it)."""
+    if func is None:
+        return functools.partial(disk_cached, ignore=ignore)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return _memorized(cache_dir(), func, ignore)(*args, **kwargs)
+
+    return wrapper
+
+
+@functools.cache
+def _memorized(location: str | None, func: Callable, ignore: tuple[str, ...]):
+    return _memory(location).cache(func, ignore=list(ignore))
+
+
+@functools.cache
+def code_stamp() -> str:
+    """Hash of this package's source: joblib notices a change of the cached function only, not of what it calls."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha1()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def file_stamp(path: str | os.PathLike) -> tuple[int, int]:
+    """(size, mtime in ns): a changed file gets a new cache entry."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
