@@ -257,7 +257,7 @@ def _compiled(structure: tuple, voltage_cuts: bool, loss_allowance: float, peaks
     return LeaderTemplate(case, voltage_cuts, loss_allowance, peaks)
 
 
-REBUILD_HEADROOM = 1.25  # a rebuilt leader template sizes the purchase big-M on 1.25 x the new case's peaks
+BIG_M_HEADROOM = 1.25  # leader templates size the purchase big-M on 1.25 x the largest load peaks known
 
 
 @dataclass
@@ -423,27 +423,34 @@ def _placer(offset: int, width: int, n: int):
 class FastPipeline:
     """Build once, solve many: the DSO-led model of one structure through the fast strategy."""
 
-    def __init__(self, case: Case, formulation, options: SolveOptions) -> None:
+    def __init__(self, case: Case, formulation, options: SolveOptions,
+                 load_peaks: list[np.ndarray] | None = None) -> None:
+        """``load_peaks`` per ADN: the largest loads expected over the pipeline's life (a run's whole span), so
+        that the big-M need not be rebuilt when a later horizon peaks higher."""
         if formulation.complementarity != "bigm":
             raise SolverUnavailable(SOS1_REFUSED)
         self.formulation, self.options = formulation, options
         self.ac = AcChecker()
         start = time.perf_counter()
         self.qp = dcopf_qp(case.tn)
-        self.built = BuiltModel(leader_template(case, formulation.voltage_cuts, formulation.loss_allowance), self.qp,
-                                formulation, RegionCache(self.qp))
+        floor = None if load_peaks is None else [BIG_M_HEADROOM * np.asarray(p, dtype=float) for p in load_peaks]
+        self.built = BuiltModel(self._leaders(case, floor), self.qp, formulation, RegionCache(self.qp))
         self.build_time_s = time.perf_counter() - start
         self.previous: Plan | None = None
+
+    def _leaders(self, case: Case, floor: list[np.ndarray] | None) -> LeaderTemplate:
+        """Leaders whose big-M fits ``case`` with headroom, and at least ``floor``: a receding horizon reaching
+        into the next day raises the peaks a little at a time, forecasts err, and each rebuild costs seconds (a
+        looser big-M costs nothing measurable)."""
+        peaks = [BIG_M_HEADROOM * adn.load_p.max(axis=0) for adn in case.adns]
+        if floor is not None:
+            peaks = [np.maximum(p, f) for p, f in zip(peaks, floor, strict=True)]
+        return leader_template(case, self.formulation.voltage_cuts, self.formulation.loss_allowance, peaks)
 
     def solve(self, case: Case, ac_periods: list[int] | None = None) -> dict:
         start = time.perf_counter()
         if not self.built.leaders.fits(case):  # a load above the big-M basis: rebuild the leaders for it
-            # with headroom: a receding horizon reaching into the next day raises the peaks a little at a time,
-            # and each rebuild costs seconds (a looser big-M costs nothing measurable)
-            peaks = [np.maximum(REBUILD_HEADROOM * adn.load_p.max(axis=0), p)
-                     for adn, p in zip(case.adns, self.built.leaders.load_peaks, strict=True)]
-            self.built.leaders = leader_template(case, self.formulation.voltage_cuts,
-                                                 self.formulation.loss_allowance, peaks)
+            self.built.leaders = self._leaders(case, self.built.leaders.load_peaks)
         problem = self.built.assemble(case)
         model_time = time.perf_counter() - start
         guess = self.built.warm_start(self.previous, case) if self.previous else None

@@ -21,12 +21,16 @@ from coordinator.solvers.base import SolveOptions, default_options
 
 
 class PlanningSession:
-    def __init__(self, case: Case, formulation: Formulation | None = None, options: SolveOptions | None = None):
+    def __init__(self, case: Case, formulation: Formulation | None = None, options: SolveOptions | None = None,
+                 load_peaks: list | None = None):
+        """``load_peaks`` per ADN (MW per bus): the largest loads the session will see, e.g. over a whole run, so
+        that the fast pipeline sizes its big-M once."""
         # the exact fast formulation by default; Formulation() alone is the plain KKT reference model
         self.formulation = formulation or Formulation(follower="auto")
         self.options = options or default_options()
         start = time.perf_counter()
-        self.pipeline = FastPipeline(case, self.formulation, self.options) if self.options.solver == "fast" else None
+        self.pipeline = (FastPipeline(case, self.formulation, self.options, load_peaks)
+                         if self.options.solver == "fast" else None)
         self.built: PyomoModel | None = None if self.pipeline else build_dso_led(case, self.formulation)
         self.build_time_s = time.perf_counter() - start
         self._fresh = True

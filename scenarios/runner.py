@@ -416,7 +416,8 @@ def _build_core(world: mosaik.World, cfg: ScenarioConfig, plan: RunPlan, run_cas
         cs = world.start("Coordinator", case_factory=case_factory, horizon=plan.horizon,
                          step_seconds=plan.step_seconds, step_hours=plan.step_hours,
                          start_hour=plan.start_hour + first * plan.step_hours,
-                         planner=planner, options=plan.solve, formulation=settings.formulation, on_step=on_step)
+                         planner=planner, options=plan.solve, formulation=settings.formulation, on_step=on_step,
+                         load_peaks=[adn.load_p.max(axis=0) for adn in run_case.adns])
         agents = {n: dso.DSOAgent(adn=n) for n in names}
         tso_e = tso.TSO()
         hub = cs.Hub()

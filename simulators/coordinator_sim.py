@@ -68,15 +68,16 @@ class Planner(Protocol):
 class SessionPlanner:
     """The default planner: one :class:`PlanningSession` built at the first call and re-used for every step."""
 
-    def __init__(self, options: SolveOptions, formulation: Any = None) -> None:
-        self.options, self.formulation = options, formulation
+    def __init__(self, options: SolveOptions, formulation: Any = None, load_peaks: list | None = None) -> None:
+        """``load_peaks``: per ADN the largest loads of the run (sizes the model's big-M once)."""
+        self.options, self.formulation, self.load_peaks = options, formulation, load_peaks
         self.session: Any = None
 
     def plan(self, case: Case) -> dict:
         from coordinator.session import PlanningSession
 
         if self.session is None:
-            self.session = PlanningSession(case, self.formulation, self.options)
+            self.session = PlanningSession(case, self.formulation, self.options, self.load_peaks)
         return self.session.solve(case, ac_periods=[0])  # model_time_s: this step's build or update
 
 
@@ -86,7 +87,8 @@ CaseFactory = Callable[[int, float], Case]  # (periods, start_hour) -> case with
 class CoordinatorSim(mosaik_api_v3.Simulator):
     """init params: ``case_factory`` (periods, start_hour of day -> :class:`Case`), ``horizon``, ``step_seconds``,
     ``step_hours``, ``start_hour`` (of mosaik time 0), ``planner`` (:class:`Planner`; default
-    :class:`SessionPlanner` with ``options``), ``options`` (:class:`SolveOptions`), ``on_step`` (progress callback)."""
+    :class:`SessionPlanner` with ``options``, ``formulation`` and ``load_peaks``), ``options`` (:class:`SolveOptions`),
+    ``on_step`` (progress callback), ``load_peaks`` (per ADN, the run's largest loads per bus)."""
 
     def __init__(self) -> None:
         super().__init__(copy.deepcopy(META))
@@ -105,13 +107,13 @@ class CoordinatorSim(mosaik_api_v3.Simulator):
     def init(self, sid: str, time_resolution: float = 1.0, case_factory: CaseFactory | None = None,
              horizon: int = 24, step_seconds: int = 3600, step_hours: float = 1.0, start_hour: float = 0.0,
              planner: Planner | None = None, options: SolveOptions | None = None, formulation: Any = None,
-             on_step: Callable[[int, Mapping[str, Any]], None] | None = None) -> dict:
+             on_step: Callable[[int, Mapping[str, Any]], None] | None = None, load_peaks: list | None = None) -> dict:
         if case_factory is None:
             raise ValueError("CoordinatorSim needs case_factory (start it in-process)")
         self.case_factory = case_factory
         self.horizon, self.step_seconds = int(horizon), int(step_seconds)
         self.dt, self.start_hour = float(step_hours), float(start_hour)
-        self.planner = planner or SessionPlanner(options or SolveOptions(), formulation)
+        self.planner = planner or SessionPlanner(options or SolveOptions(), formulation, load_peaks)
         self.on_step = on_step
         return self.meta
 
