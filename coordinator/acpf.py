@@ -29,29 +29,27 @@ def _empty_net() -> pp.pandapowerNet:
 
 
 def adn_net(adn: DistributionNetwork, copies: int = 1) -> pp.pandapowerNet:
-    """A pandapower net of ``adn`` built from its branch data (root = ext_grid at 1.0 p.u., one load per bus).
-
-    With ``copies > 1`` the net holds that many unconnected islands of ``adn``; island ``k`` has buses (and loads)
-    ``k * n_bus + position`` in ``adn.buses`` order.
+    """A pandapower net of ``copies`` unconnected islands of ``adn``, built from its branch data (each island's root
+    is an ext_grid at 1.0 p.u., one load per bus). Island ``k`` has buses and loads ``k * n_bus + position`` in
+    ``adn.buses`` order.
     """
     net = copy.deepcopy(_empty_net())
     n_bus = len(adn.buses)
     position = {b: k for k, b in enumerate(adn.buses)}
-    single = copies == 1
-    index = list(adn.buses) if single else list(range(copies * n_bus))
+    offsets = [k * n_bus for k in range(copies)]
+    index = list(range(copies * n_bus))
     pp.create_buses(net, len(index), vn_kv=VN_KV, index=index)
     z_base = VN_KV**2 / 1.0
     br = adn.branches
-    offsets = [0] if single else [k * n_bus for k in range(copies)]
-    at = (lambda b, o: b) if single else (lambda b, o: o + position[b])
     pp.create_lines_from_parameters(
-        net, [at(b.i, o) for o in offsets for b in br], [at(b.j, o) for o in offsets for b in br], length_km=1.0,
-        r_ohm_per_km=[b.r * z_base for b in br] * copies, x_ohm_per_km=[b.x * z_base for b in br] * copies,
-        c_nf_per_km=0.0, max_i_ka=[b.smax / (np.sqrt(3) * VN_KV) if b.smax else 99.0 for b in br] * copies)
-    pp.create_ext_grid(net, at(adn.root, 0), vm_pu=1.0)
-    if not single:  # one slack per island; copying the row is ~100x faster than create_ext_grid per island
-        net.ext_grid = pd.concat([net.ext_grid] * copies, ignore_index=True)
-        net.ext_grid["bus"] = [at(adn.root, o) for o in offsets]
+        net, [o + position[b.i] for o in offsets for b in br], [o + position[b.j] for o in offsets for b in br],
+        length_km=1.0, r_ohm_per_km=[b.r * z_base for b in br] * copies,
+        x_ohm_per_km=[b.x * z_base for b in br] * copies, c_nf_per_km=0.0,
+        max_i_ka=[b.smax / (np.sqrt(3) * VN_KV) if b.smax else 99.0 for b in br] * copies)
+    pp.create_ext_grid(net, position[adn.root], vm_pu=1.0)
+    # one slack per island; copying the row is ~100x faster than create_ext_grid per island
+    net.ext_grid = pd.concat([net.ext_grid] * copies, ignore_index=True)
+    net.ext_grid["bus"] = [o + position[adn.root] for o in offsets]
     pp.create_loads(net, index, p_mw=0.0, q_mvar=0.0, index=index)
     return net
 

@@ -3,8 +3,8 @@ conic problem.
 
 1. **Leaders, compiled once.** The ADN blocks, the PCC boundary and box (``blocks/adns.py``) are built in Pyomo once
    and compiled once, by Pyomo's ``LinearStandardFormCompiler`` with the data variables unfixed, into matrices
-   ``A_dec x (= | <=) rhs - A_data theta``. A new step writes its data into the data variables, reads them into
-   ``theta`` and recomputes the right-hand sides: two sparse products, no translation.
+   ``A_dec x (= | <=) rhs - A_data theta``. A new step gathers ``theta`` from its case's data arrays and recomputes
+   the right-hand sides: two sparse products, no translation.
 2. **Followers, per step.** Each period's follower form (affine, region hull or KKT: ``coordinator.followers``) is a
    small block of rows over the host-bus withdrawals ``w`` and its own variables; critical regions are kept across
    steps (``parametric.RegionCache``).
@@ -106,7 +106,7 @@ class LeaderTemplate:
         is_data = np.array([id(v) in data_ids for v in cols], dtype=bool)
         dec, dat = np.flatnonzero(~is_data), np.flatnonzero(is_data)
         columns = [cols[i] for i in dec]
-        self.col = Columns({id(v): k for k, v in enumerate(columns)})
+        col = Columns({id(v): k for k, v in enumerate(columns)})
         A = sp.csr_matrix(info.A)
         kinds = np.array([r.bound_type for r in info.rows])
         sign = np.where(kinds == -1, -1.0, 1.0)  # ">=" rows become "<=" rows
@@ -123,46 +123,14 @@ class LeaderTemplate:
         self.lb = np.array([-np.inf if v.lb is None else float(v.lb) for v in columns])
         self.ub = np.array([np.inf if v.ub is None else float(v.ub) for v in columns])
         self.integer = np.array([v.is_binary() for v in columns], dtype=bool)
-        self.cones = self._cone_rows(cones)
+        self.cones = _cone_rows(col, self.n, cones)
         self.n_cones = len(cones)
-        self.maps = self._index_maps(m, case)
+        self.maps = _index_maps(col, m, case)
         self.column_names = [v.name for v in columns]
         self._period_keys = [_period_key(v) for v in columns]
         self.data_index = _data_index(m, [cols[i] for i in dat], case, loss_allowance)
         self.periods = case.periods
         self._rolled: dict[int, np.ndarray] = {}
-        del self.col  # ids of Pyomo objects: meaningless once the model is gone
-
-    def _term(self, var) -> tuple[dict[int, float], float]:
-        col = self.col.of(var)
-        if col < 0:
-            if not var.fixed:
-                raise ValueError(f"{var.name} appears only in a cone")
-            return {}, float(var.value)
-        return {col: 1.0}, 0.0
-
-    def _cone_rows(self, cones) -> tuple[sp.csr_matrix, np.ndarray, list[int]]:
-        return rotated_cones(self.n, [([self._term(y) for y in c.ys], self._term(c.a), self._term(c.b))
-                                      for c in cones])
-
-    def _index_maps(self, m: pyo.ConcreteModel, case: Case) -> dict:
-        T = list(range(case.periods))
-        out = []
-        for a in range(len(case.adns)):
-            der, net = m.adn[a].der, m.adn[a].net
-            out.append({
-                "pcc_p": self.col.grid(net.pcc_p, [()], T), "pcc_q": self.col.grid(net.pcc_q, [()], T),
-                "pv": self.col.grid(der.pv, list(der.PV), T), "ch": self.col.grid(der.ch, list(der.B), T),
-                "dis": self.col.grid(der.dis, list(der.B), T), "soc": self.col.grid(der.soc, list(der.B), T),
-                "trades": self.col.grid(der.q, list(der.KK), T), "g_imp": self.col.grid(der.g_imp, list(der.K), T),
-                "g_exp": self.col.grid(der.g_exp, list(der.K), T), "P": self.col.grid(net.P, list(net.L), T),
-                "Q": self.col.grid(net.Q, list(net.L), T), "l": self.col.grid(net.l, list(net.L), T),
-                "v": self.col.grid(net.v, list(net.N), T),
-                "inter_in": self.col.grid(m.pcc.X, [(b, a) for b in m.pcc.A if (b, a) in m.pcc.AB], T),
-                "inter_out": self.col.grid(m.pcc.X, [(a, b) for b in m.pcc.A if (a, b) in m.pcc.AB], T),
-                "p_imp": self.col.grid(m.pcc.p_imp, [(a,)], T), "p_exp": self.col.grid(m.pcc.p_exp, [(a,)], T),
-            })
-        return {"adns": out}
 
     def rolled(self, shift: int) -> np.ndarray:
         """(n,) for each column the column of the same variable ``shift`` periods later (cyclically): the
@@ -188,6 +156,41 @@ class LeaderTemplate:
         """The model's data-independent coefficients (purchase big-M) are valid for ``case``'s loads."""
         return all(np.all(adn.load_p.max(axis=0) <= peak + 1e-12)
                    for adn, peak in zip(case.adns, self.load_peaks, strict=True))
+
+
+def _cone_term(col: Columns, var) -> tuple[dict[int, float], float]:
+    c = col.of(var)
+    if c < 0:
+        if not var.fixed:
+            raise ValueError(f"{var.name} appears only in a cone")
+        return {}, float(var.value)
+    return {c: 1.0}, 0.0
+
+
+def _cone_rows(col: Columns, n: int, cones) -> tuple[sp.csr_matrix, np.ndarray, list[int]]:
+    return rotated_cones(n, [([_cone_term(col, y) for y in c.ys], _cone_term(col, c.a), _cone_term(col, c.b))
+                             for c in cones])
+
+
+def _index_maps(col: Columns, m: pyo.ConcreteModel, case: Case) -> dict:
+    """Columns (and fixed values) of every result variable, per ADN, as (rows, T) grids."""
+    T = list(range(case.periods))
+    out = []
+    for a in range(len(case.adns)):
+        der, net = m.adn[a].der, m.adn[a].net
+        out.append({
+            "pcc_p": col.grid(net.pcc_p, [()], T), "pcc_q": col.grid(net.pcc_q, [()], T),
+            "pv": col.grid(der.pv, list(der.PV), T), "ch": col.grid(der.ch, list(der.B), T),
+            "dis": col.grid(der.dis, list(der.B), T), "soc": col.grid(der.soc, list(der.B), T),
+            "trades": col.grid(der.q, list(der.KK), T), "g_imp": col.grid(der.g_imp, list(der.K), T),
+            "g_exp": col.grid(der.g_exp, list(der.K), T), "P": col.grid(net.P, list(net.L), T),
+            "Q": col.grid(net.Q, list(net.L), T), "l": col.grid(net.l, list(net.L), T),
+            "v": col.grid(net.v, list(net.N), T),
+            "inter_in": col.grid(m.pcc.X, [(b, a) for b in m.pcc.A if (b, a) in m.pcc.AB], T),
+            "inter_out": col.grid(m.pcc.X, [(a, b) for b in m.pcc.A if (a, b) in m.pcc.AB], T),
+            "p_imp": col.grid(m.pcc.p_imp, [(a,)], T), "p_exp": col.grid(m.pcc.p_exp, [(a,)], T),
+        })
+    return {"adns": out}
 
 
 def _period_key(var) -> tuple[str, tuple, object]:
