@@ -5,6 +5,11 @@ pandapower reads a JSON case in ~0.8 s (its format conversion builds empty nets)
 entry on the function's arguments and drops the entries of a function whose code changed, so callers pass what
 identifies the content: library versions, a file's size and modification time (:func:`file_stamp`).
 
+joblib stores what it is handed with its own pickler, whose loader is pure Python: a compiled leader template loads
+in ~170 ms that way and in ~15 ms through ``pickle.loads``. So a cached function hands joblib its result already
+pickled (bytes, which joblib stores and loads at file speed). joblib watches the code of what it caches, which is
+then the pickling shim, so the shim's name carries a hash of the cached function's source instead.
+
 Location: ``$TSODSO_CACHE_DIR``, else the platform's user cache folder (``~/.cache/tsodso`` on Linux).
 ``TSODSO_CACHE_DIR=off`` turns the cache off; a folder that cannot be written does too, silently (reading inputs
 must never fail because of the cache).
@@ -14,7 +19,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -55,11 +62,27 @@ def disk_cached(func: F | None = None, *, ignore: tuple[str, ...] = ()):
     if func is None:
         return functools.partial(disk_cached, ignore=ignore)
 
+    pickled = _pickling(func)
+
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        return _memorized(cache_dir(), func, ignore)(*args, **kwargs)
+        return pickle.loads(_memorized(cache_dir(), pickled, ignore)(*args, **kwargs))
 
     return wrapper
+
+
+def _pickling(func: Callable) -> Callable:
+    """``func`` returning its result as pickle bytes, with ``func``'s signature (joblib binds and ignores arguments
+    by name) and a name that changes with ``func``'s source (joblib's own code check sees only this shim)."""
+
+    def pickled(*args, **kwargs):
+        return pickle.dumps(func(*args, **kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+
+    source = hashlib.sha1(inspect.getsource(func).encode()).hexdigest()[:12]
+    pickled.__signature__ = inspect.signature(func)
+    pickled.__module__ = func.__module__
+    pickled.__name__ = pickled.__qualname__ = f"{func.__name__}_{source}"
+    return pickled
 
 
 @functools.cache

@@ -95,3 +95,21 @@ def test_without_a_usable_folder_nothing_is_cached_and_nothing_fails(tmp_path, m
     case = toy_case(periods=2, n_adns=1)
     same_template(leader_template(case, False, 0.1), LeaderTemplate(case, False, 0.1))
     assert blocker.is_file() and not any(tmp_path.rglob("output.pkl"))
+
+
+def test_a_changed_cached_function_is_called_again(cache, tmp_path, monkeypatch) -> None:
+    """joblib sees only the pickling shim's code, so the cached function's own source must key its entries."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    for body, expected in (("x + 1", 2), ("x + 100", 101)):
+        (tmp_path / "cached_mod.py").write_text(
+            f"from coordinator.diskcache import disk_cached\n\n\n@disk_cached\ndef f(x):\n    return {body}\n")
+        sys.modules.pop("cached_mod", None)
+        importlib.invalidate_caches()
+        module = importlib.import_module("cached_mod")
+        assert module.f(1) == expected and module.f(1) == expected
+    assert entries(cache) == 2
+    sys.modules.pop("cached_mod", None)
