@@ -94,7 +94,8 @@ def measure_solve(scenario: str, folder: Path, cache: Path, repeats: int = 3) ->
     walls, solvers = [], []
     for k in range(repeats):
         out = folder / f"solve{k}.json"
-        wall, _, _ = timed([sys.executable, "-m", "scenarios.cli", "solve", scenario, "--output", str(out), "--overwrite"], cache)
+        wall, _, _ = timed([sys.executable, "-m", "scenarios.cli", "solve", scenario, "--output", str(out),
+                            "--overwrite"], cache)
         result = json.loads(out.read_text())
         walls.append(wall)
         solvers.append(result["solver_time_s"])

@@ -1,9 +1,9 @@
 """AC power flow of ADNs with pandapower, to check the SOC-relaxed DistFlow solution against real physics.
 
-``AcChecker`` checks all periods of an ADN with one ``runpp``: its net holds one island per period (each fed by its
-own ext_grid), since a power flow's cost is mostly pandapower's fixed overhead (~15 ms for 33 buses, ~25 ms for
-24 x 33). The net is built once per ADN and period count; later checks only write the withdrawals and re-run with
-pandapower's ``recycle`` option (the admittance matrix is re-used).
+``AcChecker`` checks all periods of all ADNs with one ``runpp``: its net holds one island per ADN and period (each
+fed by its own ext_grid), since a power flow's cost is mostly pandapower's fixed overhead (~15 ms for 33 buses,
+~25 ms for 24 x 33, ~60 ms for 5 x 24 x 33). The net is built once per set of ADNs and period count; later checks
+only write the withdrawals and re-run with pandapower's ``recycle`` option (the admittance matrix is re-used).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandapower as pp
@@ -28,70 +29,79 @@ def _empty_net() -> pp.pandapowerNet:
     return pp.create_empty_network(sn_mva=1.0)
 
 
-def adn_net(adn: DistributionNetwork, copies: int = 1) -> pp.pandapowerNet:
-    """A pandapower net of ``copies`` unconnected islands of ``adn``, built from its branch data (each island's root
-    is an ext_grid at 1.0 p.u., one load per bus). Island ``k`` has buses and loads ``k * n_bus + position`` in
-    ``adn.buses`` order.
+def islands_net(adns: Sequence[DistributionNetwork], copies: int = 1) -> pp.pandapowerNet:
+    """A pandapower net of ``copies`` unconnected islands of each ADN, built from its branch data (each island's root
+    is an ext_grid at 1.0 p.u., one load per bus). Buses and loads are numbered ADN after ADN, island after island,
+    in ``adn.buses`` order: island ``k`` of ADN ``a`` starts at ``copies * sum(n_bus of the ADNs before a) + k *
+    n_bus(a)``.
     """
     net = copy.deepcopy(_empty_net())
-    n_bus = len(adn.buses)
-    position = {b: k for k, b in enumerate(adn.buses)}
-    offsets = [k * n_bus for k in range(copies)]
-    index = list(range(copies * n_bus))
-    pp.create_buses(net, len(index), vn_kv=VN_KV, index=index)
+    n_buses = sum(len(adn.buses) for adn in adns) * copies
+    pp.create_buses(net, n_buses, vn_kv=VN_KV, index=list(range(n_buses)))
     z_base = VN_KV**2 / 1.0
-    br = adn.branches
+    start, roots, lines = 0, [], []
+    for adn in adns:
+        n_bus = len(adn.buses)
+        position = {b: k for k, b in enumerate(adn.buses)}
+        offsets = [start + k * n_bus for k in range(copies)]
+        lines += [(o + position[b.i], o + position[b.j], b) for o in offsets for b in adn.branches]
+        roots += [o + position[adn.root] for o in offsets]
+        start += copies * n_bus
     pp.create_lines_from_parameters(
-        net, [o + position[b.i] for o in offsets for b in br], [o + position[b.j] for o in offsets for b in br],
-        length_km=1.0, r_ohm_per_km=[b.r * z_base for b in br] * copies,
-        x_ohm_per_km=[b.x * z_base for b in br] * copies, c_nf_per_km=0.0,
-        max_i_ka=[b.smax / (np.sqrt(3) * VN_KV) if b.smax else 99.0 for b in br] * copies)
-    pp.create_ext_grid(net, position[adn.root], vm_pu=1.0)
+        net, [i for i, _, _ in lines], [j for _, j, _ in lines], length_km=1.0,
+        r_ohm_per_km=[b.r * z_base for _, _, b in lines], x_ohm_per_km=[b.x * z_base for _, _, b in lines],
+        c_nf_per_km=0.0, max_i_ka=[b.smax / (np.sqrt(3) * VN_KV) if b.smax else 99.0 for _, _, b in lines])
+    pp.create_ext_grid(net, roots[0], vm_pu=1.0)
     # one slack per island; copying the row is ~100x faster than create_ext_grid per island
-    net.ext_grid = pd.concat([net.ext_grid] * copies, ignore_index=True)
-    net.ext_grid["bus"] = [o + position[adn.root] for o in offsets]
-    pp.create_loads(net, index, p_mw=0.0, q_mvar=0.0, index=index)
+    net.ext_grid = pd.concat([net.ext_grid] * len(roots), ignore_index=True)
+    net.ext_grid["bus"] = roots
+    pp.create_loads(net, list(range(n_buses)), p_mw=0.0, q_mvar=0.0, index=list(range(n_buses)))
     return net
 
 
-def run_adn_pf(net: pp.pandapowerNet, p_mw: np.ndarray, q_mvar: np.ndarray, recycle: bool = False) -> dict | None:
-    """Run ``runpp`` with the given bus withdrawals (ordered like the net's buses); None if it diverges."""
+def bus_voltages(net: pp.pandapowerNet, p_mw: np.ndarray, q_mvar: np.ndarray, recycle: bool = False
+                 ) -> np.ndarray | None:
+    """|V| (p.u.) per bus after ``runpp`` with the given bus withdrawals (ordered like the net's buses); None if
+    it diverges."""
     net.load["p_mw"] = np.asarray(p_mw, dtype=float)
     net.load["q_mvar"] = np.asarray(q_mvar, dtype=float)
     try:
         pp.runpp(net, numba=False, **({"recycle": _RECYCLE} if recycle else {}))
     except pp.LoadflowNotConverged:
         return None
-    return {
-        "vm_pu": net.res_bus.vm_pu.to_numpy().copy(),
-        "pcc_p_mw": float(net.res_ext_grid.p_mw.iloc[0]),
-        "pcc_q_mvar": float(net.res_ext_grid.q_mvar.iloc[0]),
-        "losses_mw": float(net.res_line.pl_mw.sum()),
-        "line_loading_max_pct": float(net.res_line.loading_percent.max()),
-    }
+    return net.res_bus.vm_pu.to_numpy().copy()
 
 
 class AcChecker:
-    """Largest |V_ac - V_opt| per ADN, with every ADN's net built once (per period count) for the checker's life."""
+    """Largest |V_ac - V_opt| per ADN, with the islands net built once per set of ADNs and period count for the
+    checker's life."""
 
     def __init__(self) -> None:
         self._nets: dict[tuple, pp.pandapowerNet] = {}
 
-    def _net(self, adn: DistributionNetwork, copies: int) -> tuple[pp.pandapowerNet, bool]:
-        key = (adn.name, tuple(adn.buses), tuple(adn.branches), copies)
+    def _net(self, adns: Sequence[DistributionNetwork], copies: int) -> tuple[pp.pandapowerNet, bool]:
+        key = (tuple((adn.name, tuple(adn.buses), tuple(adn.branches)) for adn in adns), copies)
         fresh = key not in self._nets
         if fresh:
-            self._nets[key] = adn_net(adn, copies)
+            self._nets[key] = islands_net(adns, copies)
         return self._nets[key], not fresh
+
+    def voltage_errors(self, adns: Sequence[DistributionNetwork], p: Sequence[np.ndarray], q: Sequence[np.ndarray],
+                       v_opt: Sequence[np.ndarray], periods: list[int]) -> np.ndarray:
+        """Per ADN: ``p``, ``q``: (T, n_bus) withdrawals; ``v_opt``: (T, n_bus) optimiser voltages (p.u.). All
+        ``inf`` if the power flow diverges (one net: the failing ADN is not singled out)."""
+        if not periods or not adns:
+            return np.zeros(len(adns))
+        net, warm = self._net(adns, len(periods))
+        vm = bus_voltages(net, np.concatenate([x[periods].ravel() for x in p]),
+                          np.concatenate([x[periods].ravel() for x in q]), recycle=warm)
+        if vm is None:
+            return np.full(len(adns), math.inf)
+        errors = np.abs(vm - np.concatenate([x[periods].ravel() for x in v_opt]))
+        ends = np.cumsum([len(adn.buses) * len(periods) for adn in adns])
+        return np.array([chunk.max() for chunk in np.split(errors, ends[:-1])])
 
     def voltage_error(self, adn: DistributionNetwork, p: np.ndarray, q: np.ndarray, v_opt: np.ndarray,
                       periods: list[int]) -> float:
-        """``p``, ``q``: (T, n_bus) withdrawals; ``v_opt``: (T, n_bus) optimiser voltages (p.u.); ``inf`` if the
-        power flow of any of ``periods`` diverges."""
-        if not periods:
-            return 0.0
-        net, warm = self._net(adn, len(periods))
-        pf = run_adn_pf(net, p[periods].ravel(), q[periods].ravel(), recycle=warm)
-        if pf is None:
-            return math.inf
-        return float(np.max(np.abs(pf["vm_pu"] - v_opt[periods].ravel())))
+        """One ADN's largest error (``inf`` if the power flow of any of ``periods`` diverges)."""
+        return float(self.voltage_errors([adn], [p], [q], [v_opt], periods)[0])

@@ -227,11 +227,9 @@ def solved_part(out: dict, case: Case, qp, arrays: list[AdnArrays], tn_x: np.nda
     out["kpis"] = kpis(out, case)
     periods = list(range(case.periods)) if ac_periods is None else list(ac_periods)
     ac = ac or AcChecker()
-    ac_error = 0.0
-    for adn, arr in zip(case.adns, arrays, strict=True):
-        p, q = withdrawals(adn, arr)
-        v = np.sqrt(np.maximum(arr.v.T, 0.0))
-        ac_error = max(ac_error, ac.voltage_error(adn, p, q, v, periods))
+    p, q = zip(*(withdrawals(adn, arr) for adn, arr in zip(case.adns, arrays, strict=True)), strict=True)
+    v = [np.sqrt(np.maximum(arr.v.T, 0.0)) for arr in arrays]
+    ac_error = float(ac.voltage_errors(case.adns, p, q, v, periods).max(initial=0.0))
     out["checks"] = {
         "soc_gap_max": max(adn["soc_gap"] for adn in out["adns"]),
         "soc_gap_first_period": max(adn["soc_gap_by_period"][0] for adn in out["adns"]),

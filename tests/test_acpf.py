@@ -70,3 +70,21 @@ def test_one_diverging_period_is_reported():
     v = reference_voltages(adn, p, q)
     p[2] *= 1e4  # no power flow solution in period 2
     assert AcChecker().voltage_error(adn, p, q, v, list(range(PERIODS))) == math.inf
+
+
+def test_several_adns_in_one_net_keep_their_own_errors():
+    """Two different feeders in one net: each ADN's error is its own, as on a net of its own."""
+    small = relabelled_adn()
+    big = toy_adn("big", tn_bus=1, periods=PERIODS)
+    big = dataclasses.replace(big, load_p=2.0 * big.load_p)
+    cases = [(adn, *withdrawals(adn)) for adn in (small, big)]
+    v = [reference_voltages(adn, p, q) for adn, p, q in cases]
+    periods = list(range(PERIODS))
+    adns, p, q = zip(*cases, strict=True)
+    checker = AcChecker()
+    np.testing.assert_array_less(checker.voltage_errors(adns, p, q, v, periods), 1e-7)
+    off = [v[0], v[1].copy()]
+    off[1][2, 1] += 0.02  # an error in the second ADN only
+    errors = checker.voltage_errors(adns, p, q, off, periods)
+    assert errors[0] < 1e-7 and math.isclose(errors[1], 0.02, abs_tol=1e-7)
+    np.testing.assert_array_equal(checker.voltage_errors([], [], [], [], periods), [])
