@@ -115,15 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict = {"machine": machine(PACKAGES)}
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
-        for state in ("cold", "warm"):  # each cold measurement starts from an empty disk cache, warm ones reuse it
-            if not args.skip_run:
-                if state == "cold":
-                    shutil.rmtree(cache, ignore_errors=True)
-                rows[f"run_{state}"] = measure_run(args.scenario, args.hours, Path(tmp), cache)
-            if not args.skip_solve:
-                if state == "cold":
-                    shutil.rmtree(cache, ignore_errors=True)
-                rows[f"solve_{state}"] = measure_solve(args.scenario, Path(tmp), cache, 1 if state == "cold" else 3)
+        # a cold measurement starts from an empty disk cache; the warm one after it reuses what the cold one filled
+        for kind, skip in (("run", args.skip_run), ("solve", args.skip_solve)):
+            if skip:
+                continue
+            shutil.rmtree(cache, ignore_errors=True)
+            for state in ("cold", "warm"):
+                rows[f"{kind}_{state}"] = (
+                    measure_run(args.scenario, args.hours, Path(tmp), cache) if kind == "run"
+                    else measure_solve(args.scenario, Path(tmp), cache, 1 if state == "cold" else 3))
     for state in ("cold", "warm"):
         report(rows, state)
     args.output.parent.mkdir(parents=True, exist_ok=True)
