@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING, Any
 import pyomo.environ as pyo
 
 from coordinator.blocks.dcopf import FollowerQP
+from coordinator.followers import FORM_KINDS
 
 if TYPE_CHECKING:  # dso_led imports this module
     from coordinator.dso_led import Formulation
-
-FORM_KINDS = ("affine", "hull", "kkt")  # the follower forms of coordinator.followers (FollowerForm.kind)
-
 
 @dataclass
 class PyomoModel:

@@ -25,6 +25,8 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+FORM_KINDS = ("affine", "hull", "kkt")  # FollowerForm.kind
+
 
 class LocalCone(NamedTuple):
     """A rotated cone over a form's local variables: ``sum_i y_i^2 <= a * b`` (local column indices)."""
@@ -38,7 +40,7 @@ class LocalCone(NamedTuple):
 class FollowerForm:
     """One period's follower: rows ``A_w w + A_loc local (= | <=) b`` and what the leaders read from it."""
 
-    kind: str  # "affine" | "hull" | "kkt"
+    kind: str  # one of FORM_KINDS
     buses: list[int]  # host buses, the order of w
     lb: np.ndarray  # (n,) bounds and integrality of the local variables
     ub: np.ndarray
