@@ -114,6 +114,7 @@ def run_scale(scenario: str, n_adns: int, periods: int, solver: str, time_limit:
                    solver_time_s=result.get("solver_time_s"), post_s=result.get("post_time_s"),
                    status=result["status"], gap=result["mip_gap"], objective=result["objective"],
                    bound=result["bound"], message=result["message"], solver_name=result["solver"],
+                   checks=result.get("checks", {}),
                    follower_periods=[len(form.get(k, [])) for k in ("affine_periods", "region_periods",
                                                                     "kkt_periods")])
         nodes = re.match(r"(\d+) nodes(?=$|[,;])", result["message"] or "")  # not "2 nodes failed ..."

@@ -189,7 +189,9 @@ def resolve(cfg: ScenarioConfig, settings: RunSettings) -> RunPlan:
         "step_timeout_s", DEFAULT_STEP_TIMEOUT_MARGIN_S + 2 * time_limit), 0.0)
     output = settings.output or _output_path(cfg)
     return RunPlan(step_minutes, round(steps), round(horizon), cfg.start_hour,
-                   SolveOptions(solver=solver, time_limit=time_limit, mip_gap=mip_gap),
+                   # no repair trials: a resumed run must end with the uninterrupted run's datasets, and a repaired
+                   # incumbent keeps the relaxed point's values where the optimum is not unique (solvers/repair.py)
+                   SolveOptions(solver=solver, time_limit=time_limit, mip_gap=mip_gap, repair_from_columns=None),
                    ForecastNoise(sigma, seed), Path(output), step_timeout)
 
 

@@ -24,6 +24,9 @@ class SolveOptions:
     mip_gap: float = 1e-4  # relative
     threads: int | None = None
     tee: bool = False
+    # fast solver: problems of at least this many columns try repairs of the relaxed point before a node's full
+    # trial (coordinator/solvers/repair.py); None: never
+    repair_from_columns: int | None = 100_000
 
 
 # The solve defaults of every command (solve, run, study, sweep), defined once.

@@ -30,7 +30,8 @@ from coordinator.solvers.base import (
     SolveReport,
     SolverUnavailable,
 )
-from coordinator.solvers.conic import ConicProblem, conic_from_pyomo
+from coordinator.solvers.conic import ConicProblem, ConicSolution, conic_from_pyomo
+from coordinator.solvers.repair import HOPS, Repair
 
 INT_TOL = 1e-5
 SOS1_REFUSED = ("the fast solver cannot honour SOS1 constraints (Clarabel has no SOS1); use --complementarity "
@@ -85,6 +86,7 @@ def branch_and_bound(form: ConicProblem, options: SolveOptions, hint: Hint | Non
     if root.status != "optimal":
         return report(ERROR, None, None, "Clarabel failed on the root relaxation")
     heap = [(root.objective, next(counter), form.lb.copy(), form.ub.copy(), root.x)]
+    repair: Repair | None = None  # built at the first trial (a guess that closes the gap needs none)
     nodes = 0
     closed_bound = np.inf  # relaxation values of nodes closed by the gap test: still part of the proven bound
     unsolved = {"error": 0, "time_limit": 0}  # children neither solved nor pruned, by cause
@@ -106,7 +108,9 @@ def branch_and_bound(form: ConicProblem, options: SolveOptions, hint: Hint | Non
             rounded[np.searchsorted(ints, cols)] = values
         trial_lb, trial_ub = lb.copy(), ub.copy()
         trial_lb[ints] = trial_ub[ints] = np.clip(rounded, lb[ints], ub[ints])
-        trial = form.solve(trial_lb, trial_ub, time_limit=_left(deadline))
+        if repair is None and options.repair_from_columns is not None and form.n >= options.repair_from_columns:
+            repair = Repair(form)
+        trial = _trial(form, repair, trial_lb, trial_ub, x, node_obj, options.mip_gap, deadline)
         if trial.status == "optimal" and trial.objective < best_obj:
             best_x, best_obj = trial.x, trial.objective
             if _gap(best_obj, node_obj) <= options.mip_gap:
@@ -152,6 +156,26 @@ def _root_and_guess(form: ConicProblem, guess: tuple[np.ndarray, np.ndarray] | N
         warm = pool.submit(form.solve, lb, ub, time_limit=_left(deadline))
         root = form.solve(form.lb, form.ub, time_limit=_left(deadline))
         return root, warm.result()
+
+
+def _trial(form: ConicProblem, repair: Repair | None, lb: np.ndarray, ub: np.ndarray, x: np.ndarray, node_obj: float,
+           gap: float, deadline: float) -> ConicSolution:
+    """A node's trial (binaries fixed in ``lb``/``ub``): repairs of the relaxed point ``x`` first, each a small
+    solve, then the full trial unless a repair closed the gap at this node; the best point found."""
+    best = None
+    for hops in HOPS if repair is not None else ():
+        local = repair.bounds(x, lb, ub, hops)
+        if local is None:
+            break
+        sol = form.solve(*local, time_limit=_left(deadline))
+        if sol.status == "optimal" and (best is None or sol.objective < best.objective):
+            best = sol
+            if _gap(sol.objective, node_obj) <= gap:
+                return sol
+    full = form.solve(lb, ub, time_limit=_left(deadline))
+    if best is not None and (full.status != "optimal" or full.objective > best.objective):
+        return best
+    return full
 
 
 def _unsolved(unsolved: dict[str, int]) -> str:

@@ -103,19 +103,23 @@ class ConicProblem:
                                  np.asarray(b_in, dtype=float), np.asarray(cone_h, dtype=float)])
         self.solver_time_s = 0.0
         self._timing = threading.Lock()  # branch and bound may solve two nodes at once
-        self._presolver = Presolver(self.P, self.q, self.A, self.n_eq, self.n_bound_rows, self.n_nonneg)
+        self._presolver = Presolver(self.P, self.q, self.A, self.n_eq, self.n_bound_rows, self.n_nonneg,
+                                    self.soc_dims)
 
     def solve(self, lb: np.ndarray, ub: np.ndarray, tol: float = 1e-8, time_limit: float | None = None
               ) -> ConicSolution:
         if np.any(lb > ub + 1e-9):
             return ConicSolution("infeasible", None, None)
-        if np.any(np.isfinite(ub) & ~np.isfinite(self.ub)) or np.any(np.isfinite(lb) & ~np.isfinite(self.lb)):
+        added = (np.isfinite(ub) & ~np.isfinite(self.ub)) | (np.isfinite(lb) & ~np.isfinite(self.lb))
+        if np.any(added & (lb != ub)):  # a fixed column is substituted out by the presolve: it needs no bound row
             raise ValueError("a bound was added to a variable that had none when the conic form was built")
         red = self.reduced(lb, ub)
         if red is None:  # the fixings contradict each other: no solve needed
             return ConicSolution("infeasible", None, None)
+        if red.A.shape[1] == 0:  # every column fixed, every row checked by the presolve
+            return ConicSolution("optimal", red.expand(np.zeros(0)), red.const + self.obj_const)
         cones = [clarabel.ZeroConeT(red.n_eq), clarabel.NonnegativeConeT(red.n_nonneg)]
-        cones += [clarabel.SecondOrderConeT(d) for d in self.soc_dims]
+        cones += [clarabel.SecondOrderConeT(d) for d in red.soc_dims]
         sol = self._clarabel(red, cones, tol, time_limit, presolve=True, max_iter=200)
         status = str(sol.status)
         if status not in _FINAL:  # numerical trouble: once more without presolve and with more iterations

@@ -9,7 +9,9 @@ does the classic reductions itself:
 1. **Singleton rows to bounds.** A ``<=`` or ``=`` row with one unfixed column left tightens that column's bounds;
    repeated until nothing new is fixed (a conflict proves the node infeasible without a solve).
 2. **Fixed columns out.** Columns whose bounds meet are substituted into ``b`` and the objective; rows left with no
-   unfixed column are checked and dropped. Cone rows always stay (a cone's dimension is part of its meaning).
+   unfixed column are checked and dropped. A cone stays whole while any of its rows has an unfixed column (its
+   dimension is part of its meaning); a cone with none left is a constant, checked and dropped like a row (kept,
+   it would be a point on the cone's boundary: no interior for Clarabel).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Reduced:
     b: np.ndarray
     n_eq: int
     n_nonneg: int
+    soc_dims: list[int]  # the second-order cones left, in order
     const: float  # objective of the fixed part
     free: np.ndarray  # (n,) bool
     fixed_values: np.ndarray  # (n,) values of the fixed columns (0 elsewhere)
@@ -48,13 +51,15 @@ class Presolver:
     """Built once per conic problem: the row blocks and sparsity patterns that every node's reduction reads."""
 
     def __init__(self, P: sp.csc_matrix, q: np.ndarray, A: sp.csc_matrix, n_eq: int, bound_rows: int,
-                 n_nonneg: int) -> None:
+                 n_nonneg: int, soc_dims: list[int]) -> None:
         self.P_full = (P + P.T - sp.diags(P.diagonal())).tocsc()
         self.q = q
         self.A = A
         self.row_pattern = A.tocsr()
         self.row_pattern.data[:] = 1.0
         self.n_eq, self.n_nonneg = n_eq, n_nonneg
+        self.soc_dims = np.asarray(soc_dims, dtype=int)
+        self.cone_start = n_eq + n_nonneg + np.cumsum([0, *soc_dims[:-1]]).astype(int)[:len(soc_dims)]
         self.lin = np.r_[0:n_eq, n_eq + bound_rows:n_eq + n_nonneg]  # rows that propagate (bound rows are bounds)
         self.A_lin = A[self.lin].tocsr()
         self.is_eq = self.lin < n_eq
@@ -107,6 +112,13 @@ class Presolver:
             return None
         keep = np.ones(len(b), dtype=bool)
         keep[empty_eq] = keep[empty_nn] = False
+        cone_free = np.add.reduceat(n_free_in_row[self.n_eq + self.n_nonneg:], self.cone_start - self.n_eq
+                                    - self.n_nonneg) if len(self.soc_dims) else np.zeros(0)
+        for k in np.flatnonzero(cone_free == 0):  # a constant cone: check it, then drop it
+            s = rest[self.cone_start[k]:self.cone_start[k] + self.soc_dims[k]]
+            if s[0] - np.linalg.norm(s[1:]) < -CONFLICT_TOL * 10 * (1.0 + abs(s[0])):
+                return None
+            keep[self.cone_start[k]:self.cone_start[k] + self.soc_dims[k]] = False
         A = self.A[keep][:, free].tocsc()
         v = value[fixed]
         p_free = self.P_full[free]
@@ -114,7 +126,8 @@ class Presolver:
         q = self.q[free] + p_free[:, fixed] @ v
         const = float(self.q[fixed] @ v + 0.5 * v @ (self.P_full[fixed][:, fixed] @ v))
         return Reduced(P=P, q=q, A=A, b=rest[keep], n_eq=self.n_eq - len(empty_eq),
-                       n_nonneg=self.n_nonneg - len(empty_nn), const=const, free=free, fixed_values=value)
+                       n_nonneg=self.n_nonneg - len(empty_nn), soc_dims=[int(d) for d in self.soc_dims[cone_free > 0]],
+                       const=const, free=free, fixed_values=value)
 
 
 def _pinned(lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
