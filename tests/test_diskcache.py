@@ -37,7 +37,7 @@ def same_template(a: LeaderTemplate, b: LeaderTemplate) -> None:
     for name in ("eq_rhs", "in_rhs", "q", "q_dat", "lb", "ub", "integer", "data_index"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     assert (sp.csr_matrix(a.cones[0]) != sp.csr_matrix(b.cones[0])).nnz == 0
-    assert a.column_names == b.column_names
+    assert a.column_keys == b.column_keys
 
 
 def test_a_cached_template_equals_a_fresh_compile(cache) -> None:
