@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from coordinator import profiles
 from coordinator.grids import source
-from coordinator.pipeline import LeaderTemplate, leader_template
+from coordinator.leaders import LeaderTemplate, leader_template
 from coordinator.toy import toy_case
 
 
@@ -27,15 +27,18 @@ def cache(tmp_path, monkeypatch: pytest.MonkeyPatch):
     source._load.cache_clear()
 
 
-def entries(folder) -> int:
-    return sum(1 for p in folder.rglob("output.pkl"))
+def entries(folder, function: str = "") -> int:
+    """Cached results in ``folder`` (of the functions whose cache folder starts with ``function``)."""
+    return sum(1 for p in folder.rglob("output.pkl") if p.parent.parent.name.startswith(function))
 
 
 def same_template(a: LeaderTemplate, b: LeaderTemplate) -> None:
     for name in ("a_eq", "eq_dat", "a_in", "in_dat"):
         assert (getattr(a, name) != getattr(b, name)).nnz == 0, name
-    for name in ("eq_rhs", "in_rhs", "q", "q_dat", "lb", "ub", "integer", "data_index"):
+    for name in ("eq_rhs", "in_rhs", "q", "q_dat", "lb", "ub", "integer"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    for x, y in zip(a.data_index, b.data_index, strict=True):
+        np.testing.assert_array_equal(x, y)
     assert (sp.csr_matrix(a.cones[0]) != sp.csr_matrix(b.cones[0])).nnz == 0
     assert a.column_keys == b.column_keys
 
@@ -43,9 +46,9 @@ def same_template(a: LeaderTemplate, b: LeaderTemplate) -> None:
 def test_a_cached_template_equals_a_fresh_compile(cache) -> None:
     case = toy_case(periods=4, n_adns=2, fmax=40.0)
     first = leader_template(case, False, 0.1)
-    assert entries(cache) == 1
+    assert entries(cache, "_compiled") == 1 and entries(cache, "_cached_adn_part") == 2  # the template, each ADN
     again = leader_template(case, False, 0.1)
-    assert again is not first and entries(cache) == 1  # read back from disk, not compiled again
+    assert again is not first and entries(cache) == 3  # read back from disk, not compiled again
     fresh = LeaderTemplate(case, False, 0.1)
     same_template(again, fresh)
     other_day = dataclasses.replace(case, adns=[dataclasses.replace(a, load_p=1.3 * a.load_p) for a in case.adns])
@@ -62,7 +65,8 @@ def test_a_changed_structure_is_compiled_anew(cache) -> None:
     for changed, cuts in ((bigger, False), (case, True)):
         got = leader_template(changed, cuts, 0.1)
         same_template(got, LeaderTemplate(changed, cuts, 0.1))
-    assert entries(cache) == 3
+    assert entries(cache, "_compiled") == 3
+    assert entries(cache, "_cached_adn_part") == 5  # the toy's two ADNs, the bigger one, both again with cuts
 
 
 def test_a_changed_grid_file_is_read_again(cache, tmp_path) -> None:

@@ -13,7 +13,7 @@ from coordinator.blocks.dcopf import FollowerQP
 from coordinator.blocks.der import add_der
 from coordinator.blocks.distflow import add_distflow
 from coordinator.blocks.pcc import add_pcc, pcc_range
-from coordinator.case import Case
+from coordinator.case import Case, Prices
 
 
 def add_adns(m: pyo.Block, case: Case, voltage_cuts: bool = False, load_peaks: list | None = None) -> None:
@@ -61,19 +61,30 @@ def balance_rhs(m: pyo.Block, case: Case, qp: FollowerQP):
 
 def dso_operating_cost(m: pyo.Block, case: Case, a: int, t: int):
     """Everything an ADN pays in period t except energy at the PCC ($/h)."""
-    p, der, net, pcc = case.prices, m.adn[a].der, m.adn[a].net, m.pcc
-    return (p.c_tn_imp * pcc.p_imp[a, t] + p.c_tn_exp * pcc.p_exp[a, t] + p.c_wheel * pcc.inter_in[a, t]
-            + p.c_ret * der.retail_volume[t] + p.c_p2p * der.p2p_volume[t] + p.c_deg * der.bess_throughput[t]
+    return pcc_operating_cost(case.prices, m.pcc, a, t) + adn_operating_cost(case.prices, m.adn[a].der,
+                                                                             m.adn[a].net, t)
+
+
+def pcc_operating_cost(p: Prices, pcc: pyo.Block, a: int, t: int):
+    """The part of ADN a's operating cost at its PCC: TN network charges and the wheeling fee ($/h)."""
+    return p.c_tn_imp * pcc.p_imp[a, t] + p.c_tn_exp * pcc.p_exp[a, t] + p.c_wheel * pcc.inter_in[a, t]
+
+
+def adn_operating_cost(p: Prices, der: pyo.Block, net: pyo.Block, t: int):
+    """The part of an ADN's operating cost inside it: retail and P2P fees, BESS wear, curtailment, losses ($/h)."""
+    return (p.c_ret * der.retail_volume[t] + p.c_p2p * der.p2p_volume[t] + p.c_deg * der.bess_throughput[t]
             + p.c_curt * der.curtailment[t] + p.c_loss * net.losses[t])
 
 
-def add_pcc_box(m: pyo.Block, case: Case, loss_allowance: float) -> None:
-    """Reachable range of each PCC withdrawal (data-derived; the affine follower is certified on this box)."""
+def add_pcc_box(m: pyo.Block, case: Case, loss_allowance: float, withdrawal=None) -> None:
+    """Reachable range of each PCC withdrawal (data-derived; the affine follower is certified on this box);
+    ``withdrawal(a, t)``: ADN a's PCC withdrawal (default: its network block's ``pcc_p``)."""
+    w = withdrawal or (lambda a, t: m.adn[a].net.pcc_p[t])
     add_data(m, "pcc_lo", m.pcc.A, m.T)
     add_data(m, "pcc_hi", m.pcc.A, m.T)
     set_pcc_box(m, case, loss_allowance)
-    m.pcc_box_lo = pyo.Constraint(m.pcc.A, m.T, rule=lambda _, a, t: m.adn[a].net.pcc_p[t] - m.pcc_lo[a, t] >= 0)
-    m.pcc_box_hi = pyo.Constraint(m.pcc.A, m.T, rule=lambda _, a, t: m.adn[a].net.pcc_p[t] - m.pcc_hi[a, t] <= 0)
+    m.pcc_box_lo = pyo.Constraint(m.pcc.A, m.T, rule=lambda _, a, t: w(a, t) - m.pcc_lo[a, t] >= 0)
+    m.pcc_box_hi = pyo.Constraint(m.pcc.A, m.T, rule=lambda _, a, t: w(a, t) - m.pcc_hi[a, t] <= 0)
 
 
 def set_pcc_box(m: pyo.Block, case: Case, loss_allowance: float) -> None:
