@@ -12,6 +12,9 @@ Where it fails, the period keeps its KKT block.
 
 from __future__ import annotations
 
+import hashlib
+import pickle
+
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
@@ -19,6 +22,7 @@ from scipy.optimize import linprog
 
 from coordinator.blocks.dcopf import AffineFollower, FollowerQP  # noqa: F401  (AffineFollower re-exported)
 from coordinator.blocks.pcc import pcc_range
+from coordinator.diskcache import code_stamp, disk_cached
 from coordinator.follower import FollowerInfeasible, solve_follower
 
 
@@ -85,6 +89,13 @@ def explore_regions(qp: FollowerQP, demand: dict[int, float], lo: dict[int, floa
     buses = first.buses
     lo_v, hi_v = _vec(lo, buses), _vec(hi, buses)
     found = {frozenset(first.active): first}
+    meets: dict[frozenset, bool] = {}  # each region's box test, an LP, once
+
+    def in_box(key: frozenset) -> bool:
+        if key not in meets:
+            meets[key] = _meets_box(found[key], lo_v, hi_v)
+        return meets[key]
+
     queue = [first]
     while queue:
         region = queue.pop()
@@ -97,11 +108,11 @@ def explore_regions(qp: FollowerQP, demand: dict[int, float], lo: dict[int, floa
             if nxt is None:
                 return None
             found[key] = nxt
-            if _meets_box(nxt, lo_v, hi_v):
+            if in_box(key):
                 queue.append(nxt)
             if len(found) > 4 * max_regions:
                 return None
-    regions = [r for r in found.values() if _meets_box(r, lo_v, hi_v)]
+    regions = [r for key, r in found.items() if in_box(key)]
     if len(regions) > max_regions:
         return None
     if seen is not None and len(factors) == seen:
@@ -219,6 +230,7 @@ class RegionCache:
         self.factors: dict = {}
         self._answers: dict = {}
         self.hits = self.misses = 0
+        self._qp_digest = hashlib.sha1(pickle.dumps(qp, protocol=pickle.HIGHEST_PROTOCOL)).hexdigest()
 
     def explore(self, demand: dict[int, float], lo: dict[int, float], hi: dict[int, float]
                 ) -> list[AffineFollower] | None:
@@ -228,11 +240,20 @@ class RegionCache:
             self._answers[key] = self._answers.pop(key)  # most recent last
             return self._answers[key]
         self.misses += 1
-        found = explore_regions(self.qp, demand, lo, hi, samples=self.samples, factors=self.factors)
+        found = _explored(self._qp_digest, key, self.samples, code_stamp(), qp=self.qp, factors=self.factors)
         self._answers[key] = found
         while len(self._answers) > self.keep:
             self._answers.pop(next(iter(self._answers)))
         return found
+
+
+@disk_cached(ignore=("qp", "factors"))
+def _explored(qp_digest: str, key: tuple, samples: int, code: str, qp: FollowerQP, factors: dict
+              ) -> list[AffineFollower] | None:
+    """``explore_regions`` kept on disk by exact input (a machine's repeated solve of a day skips it: ~0.2 s for
+    the default case's 24 periods); ``qp_digest`` and ``code`` stand for ``qp`` and the package's source."""
+    demand, lo, hi = (dict(items) for items in key)
+    return explore_regions(qp, demand, lo, hi, samples=samples, factors=factors)
 
 
 def withdrawal_box(case, t: int, loss_allowance: float) -> tuple[dict[int, float], dict[int, float]]:

@@ -18,6 +18,7 @@ conic problem.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -232,7 +233,11 @@ class FastPipeline:
         problem = self.built.assemble(case)
         model_time = time.perf_counter() - start
         guess = self.built.warm_start(self.previous, case) if self.previous else None
-        report, x = branch_and_bound(problem, self.options, hint=self.built.integer_hint, guess=guess)
+        n_ac = case.periods if ac_periods is None else len(ac_periods)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # the AC check's net loads while Clarabel runs
+            ac_net = pool.submit(self.ac.prepare, case.adns, n_ac)
+            report, x = branch_and_bound(problem, self.options, hint=self.built.integer_hint, guess=guess)
+            ac_net.result()
         if x is not None:
             self.previous = Plan(x, case.start_hour, [host @ x for host in self.built.hosts], self.built.leaders)
         t_post = time.perf_counter()

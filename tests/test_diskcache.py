@@ -117,3 +117,26 @@ def test_a_changed_cached_function_is_called_again(cache, tmp_path, monkeypatch)
         assert module.f(1) == expected and module.f(1) == expected
     assert entries(cache) == 2
     sys.modules.pop("cached_mod", None)
+
+
+def test_a_cached_region_exploration_equals_a_fresh_one(cache) -> None:
+    from coordinator.blocks.dcopf import dcopf_qp
+    from coordinator.parametric import RegionCache, explore_regions, withdrawal_box
+
+    case = toy_case(periods=1, n_adns=2, fmax=40.0)
+    qp = dcopf_qp(case.tn)
+    demand = case.tn.demand(0)
+    lo, hi = withdrawal_box(case, 0, 0.15)
+    first = RegionCache(qp).explore(demand, lo, hi)
+    assert entries(cache, "_explored") == 1
+    again = RegionCache(qp).explore(demand, lo, hi)  # a new process's cache: read back from disk
+    assert entries(cache, "_explored") == 1 and again is not first
+    fresh = explore_regions(qp, demand, lo, hi, samples=8)
+    assert len(again) == len(fresh) > 0
+    for a, b in zip(sorted(again, key=lambda r: r.active), sorted(fresh, key=lambda r: r.active), strict=True):
+        assert a.active == b.active
+        np.testing.assert_allclose(a.L, b.L)
+        np.testing.assert_allclose(a.cut0, b.cut0)
+    wider = {n: v + 1.0 for n, v in hi.items()}
+    RegionCache(qp).explore(demand, lo, wider)
+    assert entries(cache, "_explored") == 2  # another box is explored anew
