@@ -5,8 +5,8 @@ own, once per distinct ADN structure: 50 ADNs of four kinds cost four compilatio
 builds and compiles at ~40 us per variable: 27 s for case118 with 50 ADNs in one model). The PCC boundary
 (``blocks/pcc.py``: import/export split, inter-ADN trades, the PCC box) is compiled once over placeholder
 withdrawals ``w[a, t]``, whose columns are then mapped onto each ADN part's ``pcc_p``. Stacked, the parts are the
-same rows as one model of everything (``tests/test_leaders.py`` checks this against the Pyomo model of
-``coordinator.dso_led``).
+same rows as one Pyomo model of every ADN and the boundary, as ``coordinator.dso_led`` builds it
+(``tests/test_leaders.py`` compares them row by row).
 
 Compiling: the data variables (``blocks/data.py``) are unfixed, so Pyomo's ``LinearStandardFormCompiler`` reports
 how they enter every row: ``A_dec x (= | <=) rhs - A_data theta``. A template keeps arrays only (it pickles into the

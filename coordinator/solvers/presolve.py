@@ -112,13 +112,16 @@ class Presolver:
             return None
         keep = np.ones(len(b), dtype=bool)
         keep[empty_eq] = keep[empty_nn] = False
-        cone_free = np.add.reduceat(n_free_in_row[self.n_eq + self.n_nonneg:], self.cone_start - self.n_eq
-                                    - self.n_nonneg) if len(self.soc_dims) else np.zeros(0)
-        for k in np.flatnonzero(cone_free == 0):  # a constant cone: check it, then drop it
-            s = rest[self.cone_start[k]:self.cone_start[k] + self.soc_dims[k]]
-            if s[0] - np.linalg.norm(s[1:]) < -CONFLICT_TOL * 10 * (1.0 + abs(s[0])):
+        cone_free = np.zeros(0)
+        if len(self.soc_dims):  # a constant cone (no unfixed column left): check it, then drop it
+            first = self.n_eq + self.n_nonneg
+            cone_free = np.add.reduceat(n_free_in_row[first:], self.cone_start - first)
+            head = rest[self.cone_start]
+            tail = np.sqrt(np.maximum(np.add.reduceat(rest[first:] ** 2, self.cone_start - first) - head ** 2, 0.0))
+            constant = cone_free == 0
+            if np.any(constant & (head - tail < -CONFLICT_TOL * 10 * (1.0 + np.abs(head)))):
                 return None
-            keep[self.cone_start[k]:self.cone_start[k] + self.soc_dims[k]] = False
+            keep[first:] &= np.repeat(~constant, self.soc_dims)
         A = self.A[keep][:, free].tocsc()
         v = value[fixed]
         p_free = self.P_full[free]
