@@ -347,6 +347,28 @@ def test_simbench_mv_end_to_end_matches_runpp(tmp_path: Path) -> None:
     assert_voltages_match_runpp(m, case, MV, res)
 
 
+def test_the_shipped_scale_scenario_hosts_50_adns_at_free_case118_buses() -> None:
+    config = load_scenario("case118_50adn")
+    assert len(config.adns) == 50 and len({a.tn_bus for a in config.adns}) == 50
+    net = pn.case118()
+    generator_buses = set(net.gen.bus) | set(net.ext_grid.bus) | set(net.sgen.bus)
+    assert not generator_buses & {a.tn_bus for a in config.adns}
+    kinds = [a.network.label for a in config.adns]
+    assert sum("MV" in k for k in kinds) == 25
+
+
+@pytest.mark.slow
+def test_the_scale_scenario_solves_and_passes_the_independent_checks() -> None:
+    from coordinator.session import PlanningSession
+
+    case = build_case(load_scenario("case118_50adn"))
+    result = PlanningSession(case).solve(case)
+    assert result["status"] == "optimal" and result["mip_gap"] <= 1e-3
+    checks = result["checks"]
+    assert checks["follower_cost_rel_gap"] < 1e-6  # the TN dispatch against a DC-OPF solved on its own
+    assert checks["ac_voltage_error_max_pu"] < 1e-3  # every ADN and period against pandapower's runpp
+
+
 def test_simbench_wind_standstill_is_no_negative_availability(tmp_path: Path) -> None:
     """simbench's own wind series dip below 0 (day 196, hour 8 of 1-MV-rural: -3e-6 MW at a bus); the ADN's
     availability is those series clipped at 0, and otherwise equal to them (totals against simbench directly)."""
