@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyomo.environ as pyo
+from pyomo.common.gc_manager import PauseGC
 
 from coordinator.blocks.adns import (  # noqa: F401  (re-exported for callers of the old location)
     add_adns,
@@ -72,7 +73,13 @@ def tariff_payment(m: pyo.Block, t: int):
 
 def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> PyomoModel:
     """Single-level MISOCP of the DSO-led bilevel problem (docs/formulation.md, "The single-level model"), with
-    each period's follower form and the TN views beside it (``coordinator.model``)."""
+    each period's follower form and the TN views beside it (``coordinator.model``). Built with the garbage
+    collector paused (Pyomo's ``PauseGC``): its passes over the model's objects cost as much as building them."""
+    with PauseGC():
+        return _build_dso_led(case, formulation)
+
+
+def _build_dso_led(case: Case, formulation: Formulation) -> PyomoModel:
     case.validate()
     if case.price_mode not in PRICE_MODES:
         raise ValueError(f"price_mode {case.price_mode!r} is not one of {PRICE_MODES}")

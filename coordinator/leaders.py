@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyomo.environ as pyo
 import scipy.sparse as sp
+from pyomo.common.gc_manager import PauseGC
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
 from coordinator.blocks.adns import add_pcc_box, adn_operating_cost, pcc_box, pcc_operating_cost, write_pcc_box
@@ -95,7 +96,11 @@ class Part:
 
 def _compile(m: pyo.ConcreteModel) -> tuple[Part, Columns, list]:
     """``m``'s linear rows and objective with its data variables unfixed, its registered cones as rows; returns the
-    part, the column of each decision variable and the data variables in the order of the data columns."""
+    part, the column of each decision variable and the data variables in the order of the data columns.
+
+    Callers build and compile with the garbage collector paused (Pyomo's ``PauseGC``, as its own writers do): a
+    model makes ~10^5 objects and no cycles worth collecting, and the collector's passes over them doubled the
+    time of building the default case's leaders (1.54 s -> 0.66 s paused)."""
     data = data_variables(m)
     cones = registered_cones(m)
     for cone in cones:
@@ -192,6 +197,12 @@ def _with_data(adn: DistributionNetwork, load_p, load_q, pv, e0) -> Distribution
 def _adn_part(adn: DistributionNetwork, periods: int, step_hours: float, prices: Prices, voltage_cuts: bool,
               load_peak: np.ndarray) -> Part:
     """One ADN's devices and SOC-relaxed network with its own operating costs."""
+    with PauseGC():
+        return _build_adn_part(adn, periods, step_hours, prices, voltage_cuts, load_peak)
+
+
+def _build_adn_part(adn: DistributionNetwork, periods: int, step_hours: float, prices: Prices, voltage_cuts: bool,
+                    load_peak: np.ndarray) -> Part:
     m = pyo.ConcreteModel(name="adn_leader")
     T = list(range(periods))
     m.T = pyo.Set(initialize=T, ordered=True)
@@ -215,6 +226,11 @@ def _adn_part(adn: DistributionNetwork, periods: int, step_hours: float, prices:
 
 def _pcc_part(case: Case, loss_allowance: float) -> Part:
     """The PCC boundary of every ADN over placeholder withdrawals ``w[a, t]`` (``Part.w_cols``), with its costs."""
+    with PauseGC():
+        return _build_pcc_part(case, loss_allowance)
+
+
+def _build_pcc_part(case: Case, loss_allowance: float) -> Part:
     m = pyo.ConcreteModel(name="pcc_leader")
     T = list(range(case.periods))
     m.T = pyo.Set(initialize=T, ordered=True)
