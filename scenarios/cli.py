@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 the solve or run found no solution, 2 a user error (one ``
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import traceback
 from pathlib import Path
@@ -185,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
+        # the modules imported so far (pandas, pandapower, Pyomo, SciPy: ~10^6 objects) live as long as the process;
+        # frozen, the garbage collector stops walking them on every pass (~0.13 s of a 1.4 s default solve)
+        gc.freeze()
         return args.func(args)
     except _user_errors() as exc:
         if debug:
