@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyomo.environ as pyo
-from pyomo.common.gc_manager import PauseGC
 
 from coordinator.blocks.adns import (  # noqa: F401  (re-exported for callers of the old location)
     add_adns,
@@ -29,6 +28,7 @@ from coordinator.blocks.regions import Reader, add_region_disjunction
 from coordinator.case import Case
 from coordinator.model import PyomoModel
 from coordinator.parametric import AffineFollower, explore_regions, withdrawal_box
+from coordinator.pyomo_gc import gc_paused
 
 PRICE_MODES = ("lmp", "tariff")
 
@@ -71,15 +71,10 @@ def tariff_payment(m: pyo.Block, t: int):
     return sum(m.tariff_import[t] * m.pcc.p_imp[a, t] - m.tariff_export[t] * m.pcc.p_exp[a, t] for a in m.pcc.A)
 
 
+@gc_paused
 def build_dso_led(case: Case, formulation: Formulation = Formulation()) -> PyomoModel:
     """Single-level MISOCP of the DSO-led bilevel problem (docs/formulation.md, "The single-level model"), with
-    each period's follower form and the TN views beside it (``coordinator.model``). Built with the garbage
-    collector paused (Pyomo's ``PauseGC``): its passes over the model's objects cost as much as building them."""
-    with PauseGC():
-        return _build_dso_led(case, formulation)
-
-
-def _build_dso_led(case: Case, formulation: Formulation) -> PyomoModel:
+    each period's follower form and the TN views beside it (``coordinator.model``)."""
     case.validate()
     if case.price_mode not in PRICE_MODES:
         raise ValueError(f"price_mode {case.price_mode!r} is not one of {PRICE_MODES}")

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyomo.environ as pyo
 import scipy.sparse as sp
-from pyomo.common.gc_manager import PauseGC
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
 from coordinator.blocks.adns import add_pcc_box, adn_operating_cost, pcc_box, pcc_operating_cost, write_pcc_box
@@ -33,6 +32,7 @@ from coordinator.blocks.pcc import add_pcc
 from coordinator.case import Case, DistributionNetwork, Prices
 from coordinator.cones import registered_cones
 from coordinator.diskcache import code_stamp, disk_cached
+from coordinator.pyomo_gc import gc_paused
 from coordinator.solvers.conic import rotated_cones
 
 Grid = tuple[np.ndarray, np.ndarray]  # (rows, T) columns (-1 where the variable is fixed) and the fixed values
@@ -96,11 +96,7 @@ class Part:
 
 def _compile(m: pyo.ConcreteModel) -> tuple[Part, Columns, list]:
     """``m``'s linear rows and objective with its data variables unfixed, its registered cones as rows; returns the
-    part, the column of each decision variable and the data variables in the order of the data columns.
-
-    Callers build and compile with the garbage collector paused (Pyomo's ``PauseGC``, as its own writers do): a
-    model makes ~10^5 objects and no cycles worth collecting, and the collector's passes over them doubled the
-    time of building the default case's leaders (1.54 s -> 0.66 s paused)."""
+    part, the column of each decision variable and the data variables in the order of the data columns."""
     data = data_variables(m)
     cones = registered_cones(m)
     for cone in cones:
@@ -194,15 +190,10 @@ def _with_data(adn: DistributionNetwork, load_p, load_q, pv, e0) -> Distribution
                                bess=[dataclasses.replace(b, e0=float(e)) for b, e in zip(adn.bess, e0, strict=True)])
 
 
+@gc_paused
 def _adn_part(adn: DistributionNetwork, periods: int, step_hours: float, prices: Prices, voltage_cuts: bool,
               load_peak: np.ndarray) -> Part:
     """One ADN's devices and SOC-relaxed network with its own operating costs."""
-    with PauseGC():
-        return _build_adn_part(adn, periods, step_hours, prices, voltage_cuts, load_peak)
-
-
-def _build_adn_part(adn: DistributionNetwork, periods: int, step_hours: float, prices: Prices, voltage_cuts: bool,
-                    load_peak: np.ndarray) -> Part:
     m = pyo.ConcreteModel(name="adn_leader")
     T = list(range(periods))
     m.T = pyo.Set(initialize=T, ordered=True)
@@ -224,13 +215,9 @@ def _build_adn_part(adn: DistributionNetwork, periods: int, step_hours: float, p
     return part
 
 
+@gc_paused
 def _pcc_part(case: Case, loss_allowance: float) -> Part:
     """The PCC boundary of every ADN over placeholder withdrawals ``w[a, t]`` (``Part.w_cols``), with its costs."""
-    with PauseGC():
-        return _build_pcc_part(case, loss_allowance)
-
-
-def _build_pcc_part(case: Case, loss_allowance: float) -> Part:
     m = pyo.ConcreteModel(name="pcc_leader")
     T = list(range(case.periods))
     m.T = pyo.Set(initialize=T, ordered=True)

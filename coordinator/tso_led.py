@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyomo.environ as pyo
-from pyomo.common.gc_manager import PauseGC
 
 from coordinator.blocks.adns import add_adns, add_tn_demand, balance_rhs, dso_operating_cost
 from coordinator.blocks.dcopf import FollowerQP, dcopf_qp
@@ -36,6 +35,7 @@ from coordinator.case import Case
 from coordinator.cones import RotatedCone
 from coordinator.follower import FollowerInfeasible, solve_follower
 from coordinator.model import PyomoModel
+from coordinator.pyomo_gc import gc_paused
 from coordinator.results import collect, model_size
 from coordinator.solvers import solve
 from coordinator.solvers.base import ERROR, SolveOptions, SolveReport
@@ -227,16 +227,10 @@ def solve_tso_led(case: Case, solve_options: SolveOptions | None = None, options
     return run_tso_led(case, solve_options, options, ac_periods).result
 
 
+@gc_paused  # its Pyomo builds
 def run_tso_led(case: Case, solve_options: SolveOptions | None = None, options: TsoLedOptions = TsoLedOptions(),
                 ac_periods: list[int] | None = None) -> TsoLedRun:
-    """``solve_tso_led`` keeping the models, for checks that need more than the result dict. The garbage collector
-    is paused (Pyomo's ``PauseGC``): its passes over the models' objects cost half of building them."""
-    with PauseGC():
-        return _run_tso_led(case, solve_options, options, ac_periods)
-
-
-def _run_tso_led(case: Case, solve_options: SolveOptions | None, options: TsoLedOptions,
-                 ac_periods: list[int] | None) -> TsoLedRun:
+    """``solve_tso_led`` keeping the models, for checks that need more than the result dict."""
     solve_options = solve_options or SolveOptions(solver="fast")
     start = time.perf_counter()
     pm1, rep1, _ = solve_stage1(case, solve_options, options.gen_tolerance)
