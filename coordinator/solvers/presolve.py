@@ -59,7 +59,7 @@ class Presolver:
         self.row_pattern.data[:] = 1.0
         self.n_eq, self.n_nonneg = n_eq, n_nonneg
         self.soc_dims = np.asarray(soc_dims, dtype=int)
-        self.cone_start = n_eq + n_nonneg + np.cumsum([0, *soc_dims[:-1]]).astype(int)[:len(soc_dims)]
+        self.cone_offsets = _starts(self.soc_dims)  # each cone's first row, counted from the first cone row
         self.lin = np.r_[0:n_eq, n_eq + bound_rows:n_eq + n_nonneg]  # rows that propagate (bound rows are bounds)
         self.A_lin = A[self.lin].tocsr()
         self.is_eq = self.lin < n_eq
@@ -115,11 +115,9 @@ class Presolver:
         cone_free = np.zeros(0)
         if len(self.soc_dims):  # a constant cone (no unfixed column left): check it, then drop it
             first = self.n_eq + self.n_nonneg
-            cone_free = np.add.reduceat(n_free_in_row[first:], self.cone_start - first)
-            head = rest[self.cone_start]
-            tail = np.sqrt(np.maximum(np.add.reduceat(rest[first:] ** 2, self.cone_start - first) - head ** 2, 0.0))
+            cone_free = np.add.reduceat(n_free_in_row[first:], self.cone_offsets)
             constant = cone_free == 0
-            if np.any(constant & (head - tail < -CONFLICT_TOL * 10 * (1.0 + np.abs(head)))):
+            if np.any(constant & cones_outside(rest[first:], self.soc_dims, CONFLICT_TOL * 10)):
                 return None
             keep[first:] &= np.repeat(~constant, self.soc_dims)
         A = self.A[keep][:, free].tocsc()
@@ -131,6 +129,21 @@ class Presolver:
         return Reduced(P=P, q=q, A=A, b=rest[keep], n_eq=self.n_eq - len(empty_eq),
                        n_nonneg=self.n_nonneg - len(empty_nn), soc_dims=[int(d) for d in self.soc_dims[cone_free > 0]],
                        const=const, free=free, fixed_values=value)
+
+
+def cones_outside(rows: np.ndarray, dims: np.ndarray, tol: float) -> np.ndarray:
+    """Per second-order cone stacked in ``rows`` (each ``(head, tail...)``, of the sizes ``dims``): whether the
+    point lies outside it, ``head < |tail|``, by more than ``tol * (1 + |head|)``."""
+    if not len(dims):
+        return np.zeros(0, dtype=bool)
+    starts = _starts(dims)
+    head = rows[starts]
+    tail = np.sqrt(np.maximum(np.add.reduceat(rows ** 2, starts) - head ** 2, 0.0))
+    return head - tail < -tol * (1.0 + np.abs(head))
+
+
+def _starts(dims: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(dims)[:-1]]).astype(int) if len(dims) else np.zeros(0, dtype=int)
 
 
 def _pinned(lb: np.ndarray, ub: np.ndarray) -> np.ndarray:

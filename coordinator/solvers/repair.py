@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from coordinator.solvers.conic import ConicProblem
+from coordinator.solvers.presolve import cones_outside
 
 VIOLATION_TOL = 1e-7  # relative: an interior-point point satisfies its rows to about 1e-9
 HOPS = (1, 3)  # neighbourhoods tried in turn: the violated rows' columns, then rows and columns this far away
@@ -24,12 +25,10 @@ class Repair:
     """The row-column graph of ``form`` (bound rows left out: they are bounds, not links), built once."""
 
     def __init__(self, form: ConicProblem) -> None:
-        self.form = form
         links = np.ones(form.A.shape[0], dtype=bool)
         links[form.bound_row:form.bound_row + form.n_bound_rows] = False
-        self.rows = np.flatnonzero(links)
-        self.A = form.A[self.rows].tocsr()
-        self.b = form.b[self.rows]
+        self.A = form.A[links].tocsr()
+        self.b = form.b[links]
         pattern = self.A.copy()
         pattern.data[:] = 1.0
         self.pattern, self.pattern_t = pattern, pattern.T.tocsr()
@@ -37,8 +36,7 @@ class Repair:
         n_lin = form.n_eq + form.n_nonneg - form.n_bound_rows  # the links' rows: equalities, inequalities, cones
         self.n_eq = form.n_eq
         self.n_lin = n_lin
-        self.cone_of_row = np.repeat(np.arange(len(form.soc_dims)), form.soc_dims)
-        self.cone_start = n_lin + np.cumsum([0, *form.soc_dims[:-1]]).astype(int)[:len(form.soc_dims)]
+        self.soc_dims = np.asarray(form.soc_dims, dtype=int)
 
     def violated(self, y: np.ndarray) -> np.ndarray:
         """Mask over the link rows that ``y`` violates (every row of a violated cone)."""
@@ -47,12 +45,7 @@ class Repair:
         bad = np.zeros(len(s), dtype=bool)
         bad[:self.n_eq] = np.abs(s[:self.n_eq]) > scale[:self.n_eq]
         bad[self.n_eq:self.n_lin] = s[self.n_eq:self.n_lin] < -scale[self.n_eq:self.n_lin]
-        if len(self.cone_start):
-            cone_rows = s[self.n_lin:]
-            head = cone_rows[self.cone_start - self.n_lin]
-            tail = np.sqrt(np.maximum(np.add.reduceat(cone_rows ** 2, self.cone_start - self.n_lin) - head ** 2, 0.0))
-            cone_bad = head - tail < -VIOLATION_TOL * (1.0 + np.abs(head))
-            bad[self.n_lin:] = cone_bad[self.cone_of_row]
+        bad[self.n_lin:] = np.repeat(cones_outside(s[self.n_lin:], self.soc_dims, VIOLATION_TOL), self.soc_dims)
         return bad
 
     def bounds(self, x: np.ndarray, lb: np.ndarray, ub: np.ndarray, hops: int
