@@ -5,6 +5,8 @@ The DSO-led and TSO-led problems are peers assembled from these (neither imports
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyomo.environ as pyo
 
@@ -76,7 +78,8 @@ def adn_operating_cost(p: Prices, der: pyo.Block, net: pyo.Block, t: int):
             + p.c_curt * der.curtailment[t] + p.c_loss * net.losses[t])
 
 
-def add_pcc_box(m: pyo.Block, case: Case, loss_allowance: float, withdrawal=None) -> None:
+def add_pcc_box(m: pyo.Block, case: Case, loss_allowance: float,
+                withdrawal: Callable[[int, int], object] | None = None) -> None:
     """Reachable range of each PCC withdrawal (data-derived; the affine follower is certified on this box);
     ``withdrawal(a, t)``: ADN a's PCC withdrawal (default: its network block's ``pcc_p``)."""
     w = withdrawal or (lambda a, t: m.adn[a].net.pcc_p[t])
